@@ -1,0 +1,1 @@
+"""Experiment configurations: `default.py` holds the defaults, one JSON file per experiment."""

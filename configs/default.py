@@ -1,0 +1,60 @@
+"""Default PEARL experiment settings, with the reference implementation's keys and values.
+
+An experiment's JSON file is deep-merged over this dict; it changes only what differs.
+Keys marked "ours" are additions; none of the reference keys were removed or renamed.
+"""
+
+default_config = dict(
+    env_name="cheetah-dir",
+    n_train_tasks=2,
+    n_eval_tasks=2,
+    latent_size=5,  # dimension of the latent context vector z
+    net_size=300,  # units per hidden layer of the policy, Q and V networks
+    path_to_weights=None,  # folder with the six .pth files to start the networks from
+    env_params=dict(
+        n_tasks=2,  # number of distinct tasks; should equal the train plus the eval tasks
+        randomize_tasks=True,  # sample the tasks (with a fixed local seed) instead of a fixed list
+    ),
+    algo_params=dict(
+        meta_batch=16,  # tasks per meta-gradient step
+        num_iterations=500,  # data collection / training / evaluation iterations
+        num_initial_steps=2000,  # transitions per train task collected before training
+        num_tasks_sample=5,  # train tasks re-collected per iteration
+        num_steps_prior=400,  # transitions per sampled task with z ~ prior
+        num_steps_posterior=0,  # transitions per sampled task with z ~ posterior
+        num_extra_rl_steps_posterior=400,  # z ~ posterior, RL buffer only (not the encoder's)
+        num_train_steps_per_itr=2000,  # meta-gradient steps per iteration
+        num_evals=2,  # independent evaluation runs per task
+        num_steps_per_eval=600,  # transitions per evaluation run
+        batch_size=256,  # transitions per task in the RL batch
+        embedding_batch_size=64,  # transitions per task in the context batch
+        embedding_mini_batch_size=64,  # context chunk to backprop through (recurrent encoder)
+        max_path_length=200,  # trajectory length limit
+        discount=0.99,
+        soft_target_tau=0.005,  # Polyak rate of the target value network
+        policy_lr=3e-4,
+        qf_lr=3e-4,
+        vf_lr=3e-4,
+        context_lr=3e-4,
+        reward_scale=5.0,  # scales rewards in the Bellman target: the inverse entropy weight
+        sparse_rewards=False,  # use the env's sparse reward for the context and the returns
+        kl_lambda=0.1,  # weight of KL(q(z|c) || N(0, I)) in the encoder loss
+        use_information_bottleneck=True,  # False: deterministic z, the mean of the encodings
+        use_next_obs_in_context=False,  # context (o, a, r, o') instead of (o, a, r)
+        update_post_train=1,  # trajectories between posterior updates while collecting
+        num_exp_traj_eval=1,  # exploration trajectories before the posterior at test time
+        recurrent=False,  # LSTM encoder over ordered trajectories instead of the MLP
+        dump_eval_paths=False,  # save evaluation (and prior) trajectories as .pkl
+        replay_buffer_size=1000000,  # ours: per-task capacity of each replay buffer
+    ),
+    util_params=dict(
+        base_log_dir="output",
+        use_gpu=True,  # falls back to the CPU with a warning when CUDA is not available
+        gpu_id=0,
+        debug=False,  # run folder named `debug`, more printing
+        docker=False,
+        seed=None,  # ours: None draws a seed, which is recorded in variant.json
+        snapshot_mode="last",  # ours: 'last', 'all', 'gap', 'gap_and_last' or 'none'
+        snapshot_gap=1,  # ours: iterations between snapshots for 'gap' modes
+    ),
+)

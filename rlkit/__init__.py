@@ -1,0 +1,1 @@
+"""PEARL: probabilistic embeddings for actor-critic meta-RL (Rakelly et al., ICML 2019)."""

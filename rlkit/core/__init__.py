@@ -1,0 +1,1 @@
+"""The meta-training loop (collection schedule, training, evaluation) and the run logger."""

@@ -1,0 +1,116 @@
+"""The run folder: progress.csv, debug.log, variant.json, versions, snapshots, extra data.
+
+Layout (readable by viskit): output/<env_name>/<timestamp>/ holding progress.csv (one row per
+iteration), variant.json (the merged config), versions.json, debug.log, the six network
+state dicts, online_returns.jsonl and, with dump_eval_paths, eval_trajectories/*.pkl.
+"""
+
+import csv
+import datetime
+import json
+import os
+import platform
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+import joblib
+import torch
+from torch import nn
+
+SNAPSHOT_MODES = ("last", "all", "gap", "gap_and_last", "none")
+
+
+def library_versions() -> dict[str, str]:
+    import gymnasium
+    import mujoco
+    import numpy
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "mujoco": mujoco.__version__,
+        "gymnasium": gymnasium.__version__,
+    }
+
+
+def create_run_dir(base_log_dir: str, env_name: str, debug: bool = False) -> Path:
+    """A new folder output/<env_name>/<timestamp> (or .../debug); never an existing one."""
+    parent = Path(base_log_dir) / env_name
+    name = "debug" if debug else datetime.datetime.now().strftime("%Y_%m_%d_%H_%M_%S")
+    parent.mkdir(parents=True, exist_ok=True)
+    candidate, k = parent / name, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            k += 1
+            candidate = parent / f"{name}_{k}"
+
+
+class RunLogger:
+    """Writes everything a run leaves behind into its folder."""
+
+    def __init__(self, run_dir: Path, echo: bool = True):
+        self.run_dir = Path(run_dir)
+        self.echo = echo
+        self._columns: list[str] | None = None
+        self._debug_log = open(self.run_dir / "debug.log", "a", buffering=1)
+
+    def close(self) -> None:
+        self._debug_log.close()
+
+    def log(self, message: str) -> None:
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        line = f"{stamp} | {message}"
+        self._debug_log.write(line + "\n")
+        if self.echo:
+            print(line, file=sys.stdout, flush=True)
+
+    def save_variant(self, variant: dict) -> None:
+        with open(self.run_dir / "variant.json", "w") as f:
+            json.dump(variant, f, indent=2)
+        with open(self.run_dir / "versions.json", "w") as f:
+            json.dump(library_versions(), f, indent=2)
+
+    def record_row(self, row: OrderedDict) -> None:
+        """Append one iteration to progress.csv; the columns may not change between rows."""
+        path = self.run_dir / "progress.csv"
+        if self._columns is None:
+            self._columns = list(row)
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerow(self._columns)
+        elif list(row) != self._columns:
+            raise ValueError("progress.csv columns changed between iterations")
+        with open(path, "a", newline="") as f:
+            csv.writer(f).writerow([row[c] for c in self._columns])
+
+    def save_snapshot(self, epoch: int, networks: dict[str, nn.Module], mode: str, gap: int) -> None:
+        """NAME.pth ('last'), NAME_itr_K.pth ('all', or every `gap` iterations with 'gap')."""
+        keep_numbered = mode == "all" or (mode in ("gap", "gap_and_last") and epoch % gap == 0)
+        overwrite_last = mode in ("last", "gap_and_last")
+        for name, net in networks.items():
+            state = net.state_dict()
+            if overwrite_last:
+                _atomic_torch_save(state, self.run_dir / f"{name}.pth")
+            if keep_numbered:
+                _atomic_torch_save(state, self.run_dir / f"{name}_itr_{epoch}.pth")
+
+    def save_extra(self, obj, relative_path: str) -> None:
+        """Pickle `obj` (joblib) to RUN/relative_path.pkl, as the reference's save_extra_data."""
+        path = self.run_dir / f"{relative_path}.pkl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(obj, path, compress=3)
+
+    def save_online_returns(self, epoch: int, train: list[float], test: list[float]) -> None:
+        """Per-trajectory returns of the evaluation runs (mean over tasks), one line per epoch."""
+        with open(self.run_dir / "online_returns.jsonl", "a") as f:
+            f.write(json.dumps({"epoch": epoch, "train": train, "test": test}) + "\n")
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,438 @@
+"""The PEARL meta-training loop: data collection schedule, meta-gradient steps, evaluation.
+
+Each iteration (SPEC section 4):
+  - (first iteration only) num_initial_steps per train task with z ~ prior, into both buffers;
+  - for num_tasks_sample train tasks drawn at random: clear that task's encoder buffer, then
+    num_steps_prior with z ~ prior (both buffers), num_steps_posterior with z ~ posterior
+    (both), num_extra_rl_steps_posterior with z ~ posterior (RL buffer only);
+  - num_train_steps_per_itr meta-gradient steps on meta_batch train tasks;
+  - evaluation, logging, snapshot.
+
+Tasks of one phase are collected together, one env per task slot (rlkit.samplers.rollout).
+"""
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from rlkit.core.logger import RunLogger
+from rlkit.data_management.multitask_replay_buffer import MultiTaskReplayBuffer
+from rlkit.data_management.path import Path
+from rlkit.samplers.rollout import rollout
+from rlkit.torch.pearl_trainer import PEARLTrainer, RLBatch
+
+TRAINING_STAT_KEYS = (
+    ["Z mean train", "Z variance train", "KL Divergence", "KL Loss"]
+    + ["QF Loss", "VF Loss", "Policy Loss"]
+    + [
+        f"{name} {stat}"
+        for name in ("Q Predictions", "V Predictions", "Log Pis", "Policy mu", "Policy log std")
+        for stat in ("Mean", "Std", "Max", "Min")
+    ]
+)
+
+
+def context_from(obs, actions, rewards, next_obs, use_next_obs: bool) -> np.ndarray:
+    """Context rows (o, a, r) or (o, a, r, o'); rewards have no feature axis."""
+    parts = [obs, actions, rewards[..., None]]
+    if use_next_obs:
+        parts.append(next_obs)
+    return np.concatenate(parts, axis=-1).astype(np.float32)
+
+
+def duplicate_rounds(draws: Sequence[int]) -> list[list[int]]:
+    """Split draws into rounds of distinct tasks, keeping each task's draws in order: a task
+    drawn twice is collected twice, its encoder buffer cleared before each collection."""
+    rounds: list[list[int]] = []
+    seen: dict[int, int] = {}
+    for task in draws:
+        k = seen.get(task, 0)
+        seen[task] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(task)
+    return rounds
+
+
+class PEARLAlgorithm:
+    """Schedules collection, training and evaluation; owns the buffers and the env slots."""
+
+    def __init__(
+        self,
+        env_factory: Callable[[], object],
+        trainer: PEARLTrainer,
+        train_tasks: Sequence[int],
+        eval_tasks: Sequence[int],
+        logger: RunLogger,
+        device: torch.device,
+        rng: np.random.Generator,
+        *,
+        meta_batch: int,
+        num_iterations: int,
+        num_initial_steps: int,
+        num_tasks_sample: int,
+        num_steps_prior: int,
+        num_steps_posterior: int,
+        num_extra_rl_steps_posterior: int,
+        num_train_steps_per_itr: int,
+        num_evals: int,
+        num_steps_per_eval: int,
+        batch_size: int,
+        embedding_batch_size: int,
+        embedding_mini_batch_size: int,
+        max_path_length: int,
+        sparse_rewards: bool,
+        use_next_obs_in_context: bool,
+        update_post_train: int,
+        num_exp_traj_eval: int,
+        dump_eval_paths: bool,
+        replay_buffer_size: int,
+        snapshot_mode: str = "last",
+        snapshot_gap: int = 1,
+        **_ignored,
+    ):
+        self.env_factory = env_factory
+        self.trainer = trainer
+        self.agent = trainer.agent
+        self.train_tasks = [int(t) for t in train_tasks]
+        self.eval_tasks = [int(t) for t in eval_tasks]
+        self.logger = logger
+        self.device = device
+        self.rng = rng
+        self.meta_batch = meta_batch
+        self.num_iterations = num_iterations
+        self.num_initial_steps = num_initial_steps
+        self.num_tasks_sample = num_tasks_sample
+        self.num_steps_prior = num_steps_prior
+        self.num_steps_posterior = num_steps_posterior
+        self.num_extra_rl_steps_posterior = num_extra_rl_steps_posterior
+        self.num_train_steps_per_itr = num_train_steps_per_itr
+        self.num_evals = num_evals
+        self.num_steps_per_eval = num_steps_per_eval
+        self.batch_size = batch_size
+        self.embedding_batch_size = embedding_batch_size
+        self.embedding_mini_batch_size = embedding_mini_batch_size
+        self.max_path_length = max_path_length
+        self.sparse_rewards = bool(sparse_rewards)
+        self.use_next_obs_in_context = bool(use_next_obs_in_context)
+        self.update_post_train = update_post_train
+        self.num_exp_traj_eval = num_exp_traj_eval
+        self.dump_eval_paths = bool(dump_eval_paths)
+        self.snapshot_mode = snapshot_mode
+        self.snapshot_gap = snapshot_gap
+
+        self._envs: list = []
+        probe = self._env(0)
+        obs_dim = int(np.prod(probe.observation_space.shape))
+        action_dim = int(np.prod(probe.action_space.shape))
+        # separate buffers: the RL batch and the encoder's context
+        self.replay_buffer = MultiTaskReplayBuffer(replay_buffer_size, obs_dim, action_dim, self.train_tasks)
+        self.enc_replay_buffer = MultiTaskReplayBuffer(
+            replay_buffer_size, obs_dim, action_dim, self.train_tasks
+        )
+        self.n_env_steps_total = 0
+        self.n_train_steps_total = 0
+        self.n_rollouts_total = 0
+        self._train_stats: OrderedDict | None = None
+        self._previous_eval_time = 0.0
+
+    # ----------------------------------------------------------------- env slots
+    def _env(self, slot: int):
+        while len(self._envs) <= slot:
+            env = self.env_factory()
+            env.reset(seed=int(self.rng.integers(2**31)))
+            self._envs.append(env)
+        return self._envs[slot]
+
+    def _slot_envs(self, tasks: Sequence[int]) -> list:
+        envs = [self._env(slot) for slot in range(len(tasks))]
+        for env, task in zip(envs, tasks, strict=True):
+            env.reset_task(int(task))
+        return envs
+
+    # ----------------------------------------------------------------- data
+    def _to_torch(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    def sample_context(self, tasks: Sequence[int]) -> torch.Tensor:
+        """(tasks, embedding_batch_size, context_dim) from the encoder buffers; ordered whole
+        trajectories for the recurrent encoder, random transitions otherwise."""
+        buffer = self.enc_replay_buffer
+        if self.agent.recurrent:
+            batch = buffer.random_sequences(tasks, self.embedding_batch_size, self.rng)
+        else:
+            batch = buffer.random_batch(tasks, self.embedding_batch_size, self.rng)
+        rewards = batch["sparse_rewards"] if self.sparse_rewards else batch["rewards"]
+        context = context_from(
+            batch["observations"],
+            batch["actions"],
+            rewards,
+            batch["next_observations"],
+            self.use_next_obs_in_context,
+        )
+        return self._to_torch(context)
+
+    def sample_rl_batch(self, tasks: Sequence[int]) -> RLBatch:
+        """batch_size transitions per task from the RL buffers; dense rewards always."""
+        batch = self.replay_buffer.random_batch(tasks, self.batch_size, self.rng)
+        return RLBatch(
+            obs=self._to_torch(batch["observations"]),
+            actions=self._to_torch(batch["actions"]),
+            rewards=self._to_torch(batch["rewards"]),
+            next_obs=self._to_torch(batch["next_observations"]),
+            terminals=self._to_torch(batch["terminals"]),
+        )
+
+    def _path_context(self, paths: Sequence[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded online contexts (slots, longest, dim) and their lengths."""
+        rows = [
+            context_from(
+                p.observations,
+                p.actions,
+                p.sparse_rewards if self.sparse_rewards else p.rewards,
+                p.next_observations,
+                self.use_next_obs_in_context,
+            )
+            for p in paths
+        ]
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        padded = np.zeros((len(rows), lengths.max(), rows[0].shape[-1]), dtype=np.float32)
+        for i, r in enumerate(rows):
+            padded[i, : len(r)] = r
+        return self._to_torch(padded), self._to_torch(lengths)
+
+    @torch.no_grad()
+    def _posterior(self, context: torch.Tensor, lengths: torch.Tensor | None = None):
+        mean, var, _ = self.agent.posterior(context, lengths=lengths)
+        return mean, var
+
+    # ----------------------------------------------------------------- collection
+    def collect_data(
+        self,
+        tasks: Sequence[int],
+        num_samples: int,
+        update_posterior_rate: float,
+        add_to_enc_buffer: bool = True,
+    ) -> None:
+        """Whole trajectories on each (distinct) task until it has >= num_samples transitions.
+
+        z starts from the prior and is resampled every trajectory; with a finite
+        update_posterior_rate the posterior is re-inferred from the task's encoder buffer every
+        that many trajectories (the first ones use the prior, as in the reference).
+        """
+        tasks = np.asarray(tasks, dtype=np.int64)
+        envs = self._slot_envs(tasks)
+        mean, var = self.agent.prior(len(tasks))
+        z = self.agent.sample_z(mean, var)
+        counts = np.zeros(len(tasks), dtype=np.int64)
+        waves = 0
+        while (active := np.flatnonzero(counts < num_samples)).size:
+            paths = rollout(
+                [envs[s] for s in active], self.agent, z[active], self.max_path_length
+            )
+            for s, path in zip(active, paths, strict=True):
+                self.replay_buffer.add_path(int(tasks[s]), path)
+                if add_to_enc_buffer:
+                    self.enc_replay_buffer.add_path(int(tasks[s]), path)
+                counts[s] += len(path)
+            self.n_rollouts_total += len(paths)
+            waves += 1
+            if update_posterior_rate != np.inf and waves % update_posterior_rate == 0:
+                still = np.flatnonzero(counts < num_samples)
+                if still.size:
+                    post_mean, post_var = self._posterior(self.sample_context(tasks[still]))
+                    mean[still], var[still] = post_mean, post_var
+            z = self.agent.sample_z(mean, var)
+        self.n_env_steps_total += int(counts.sum())
+
+    def _collect_iteration_data(self) -> None:
+        draws = self.rng.integers(len(self.train_tasks), size=self.num_tasks_sample)
+        for round_tasks in duplicate_rounds([self.train_tasks[i] for i in draws]):
+            for task in round_tasks:
+                self.enc_replay_buffer.clear(task)
+            if self.num_steps_prior > 0:
+                self.collect_data(round_tasks, self.num_steps_prior, np.inf)
+            if self.num_steps_posterior > 0:
+                self.collect_data(round_tasks, self.num_steps_posterior, self.update_post_train)
+            if self.num_extra_rl_steps_posterior > 0:
+                self.collect_data(
+                    round_tasks,
+                    self.num_extra_rl_steps_posterior,
+                    self.update_post_train,
+                    add_to_enc_buffer=False,
+                )
+
+    # ----------------------------------------------------------------- training
+    def _do_training(self, indices: np.ndarray) -> None:
+        """One meta-gradient step; the context is consumed in embedding_mini_batch_size
+        chunks, each a full step on a fresh RL batch, with the encoder state (recurrent)
+        carried across chunks and detached between them (truncated backprop)."""
+        mb = self.embedding_mini_batch_size
+        context = self.sample_context(indices)
+        state = None
+        for i in range(self.embedding_batch_size // mb):
+            chunk = context[:, i * mb : (i + 1) * mb]
+            batch = self.sample_rl_batch(indices)
+            state, stats = self.trainer.take_step(
+                chunk, batch, state, want_stats=self._train_stats is None
+            )
+            if stats is not None:
+                self._train_stats = stats
+
+    # ----------------------------------------------------------------- evaluation
+    def _returns(self, paths: Sequence[Path]) -> list[float]:
+        return [p.episode_return(self.sparse_rewards) for p in paths]
+
+    def _eval_with_buffer_posterior(self, tasks: Sequence[int]) -> float:
+        """AverageTrainReturn: trajectories with z from a posterior on fresh encoder-buffer
+        context, re-sampled before each of num_steps_per_eval // max_path_length trajectories."""
+        envs = self._slot_envs(tasks)
+        returns = []
+        for _ in range(self.num_steps_per_eval // self.max_path_length):
+            mean, var = self._posterior(self.sample_context(tasks))
+            z = self.agent.sample_z(mean, var)
+            paths = rollout(envs, self.agent, z, self.max_path_length, deterministic=True)
+            returns.append(self._returns(paths))
+        return float(np.mean(returns)) if returns else float("nan")
+
+    def _online_eval(self, tasks: Sequence[int], epoch: int):
+        """num_evals runs per task, each from the prior, accumulating its own context online;
+        after num_exp_traj_eval trajectories the posterior is inferred from all context so far
+        and re-inferred after every later trajectory, until num_steps_per_eval transitions.
+
+        Returns per-task final returns (mean over runs of the last trajectory's return), the
+        per-task mean return of each trajectory index, and the last run's posterior mean, var.
+        """
+        slot_tasks = np.repeat(np.asarray(tasks, dtype=np.int64), self.num_evals)
+        n = len(slot_tasks)
+        envs = self._slot_envs(slot_tasks)
+        mean, var = self.agent.prior(n)
+        z = self.agent.sample_z(mean, var)
+        slot_paths: list[list[Path]] = [[] for _ in range(n)]
+        counts = np.zeros(n, dtype=np.int64)
+        while (active := np.flatnonzero(counts < self.num_steps_per_eval)).size:
+            paths = rollout(
+                [envs[s] for s in active],
+                self.agent,
+                z[active],
+                self.max_path_length,
+                deterministic=True,
+            )
+            for s, path in zip(active, paths, strict=True):
+                slot_paths[s].append(path)
+                counts[s] += len(path)
+            ready = [s for s in active if len(slot_paths[s]) >= self.num_exp_traj_eval]
+            if ready:
+                joined = [_concat_paths(slot_paths[s]) for s in ready]
+                post_mean, post_var = self._posterior(*self._path_context(joined))
+                mean[ready], var[ready] = post_mean, post_var
+            z = self.agent.sample_z(mean, var)
+
+        if self.dump_eval_paths:
+            for s, task in enumerate(slot_tasks):
+                goal = self._envs[s].tasks[int(task)]
+                self.logger.save_extra(
+                    [dict(vars(p), goal=goal) for p in slot_paths[s]],
+                    f"eval_trajectories/task{task}-epoch{epoch}-run{s % self.num_evals}",
+                )
+        rets = [self._returns(p) for p in slot_paths]
+        final_returns, online_returns = [], []
+        for i in range(len(tasks)):
+            runs = rets[i * self.num_evals : (i + 1) * self.num_evals]
+            final_returns.append(float(np.mean([r[-1] for r in runs])))
+            k = min(len(r) for r in runs)
+            online_returns.append(np.mean([r[:k] for r in runs], axis=0))
+        k = min(len(r) for r in online_returns)
+        online = np.mean([r[:k] for r in online_returns], axis=0)
+        return final_returns, online, (mean[-1], var[-1])
+
+    def _dump_prior_paths(self, epoch: int) -> None:
+        """20 deterministic trajectories with z ~ prior on the first eval task, for pictures."""
+        tasks = [self.eval_tasks[0]] * 20
+        envs = self._slot_envs(tasks)
+        z = self.agent.sample_z(*self.agent.prior(len(tasks)))
+        paths = rollout(envs, self.agent, z, self.max_path_length, deterministic=True)
+        goal = envs[0].tasks[tasks[0]]
+        self.logger.save_extra(
+            [dict(vars(p), goal=goal) for p in paths], f"eval_trajectories/prior-epoch{epoch}"
+        )
+
+    def evaluate(self, epoch: int) -> OrderedDict:
+        if self.dump_eval_paths:
+            self._dump_prior_paths(epoch)
+        # a subset of the train tasks, as many as there are eval tasks
+        indices = self.rng.choice(self.train_tasks, len(self.eval_tasks))
+        train_returns = self._eval_with_buffer_posterior(indices)
+        train_final, train_online, _ = self._online_eval(indices, epoch)
+        test_final, test_online, (z_mean, z_var) = self._online_eval(self.eval_tasks, epoch)
+        self.logger.save_online_returns(epoch, train_online.tolist(), test_online.tolist())
+        self.logger.log(f"online returns, test tasks: {np.round(test_online, 2).tolist()}")
+        stats = OrderedDict()
+        stats["Z mean eval"] = float(z_mean.abs().mean())
+        stats["Z variance eval"] = float(z_var.mean())
+        stats["AverageTrainReturn_all_train_tasks"] = train_returns
+        stats["AverageReturn_all_train_tasks"] = float(np.mean(train_final))
+        stats["AverageReturn_all_test_tasks"] = float(np.mean(test_final))
+        return stats
+
+    # ----------------------------------------------------------------- loop
+    def _set_training_mode(self, mode: bool) -> None:
+        for net in self.trainer.networks.values():
+            net.train(mode)
+
+    def train(self) -> None:
+        start = time.perf_counter()
+        for epoch in range(self.num_iterations):
+            self._set_training_mode(True)
+            t0 = time.perf_counter()
+            if epoch == 0:
+                self.logger.log("collecting the initial pool of data for the train tasks")
+                self.collect_data(self.train_tasks, self.num_initial_steps, np.inf)
+            self._collect_iteration_data()
+            t1 = time.perf_counter()
+            self._train_stats = None
+            for _ in range(self.num_train_steps_per_itr):
+                indices = self.rng.choice(self.train_tasks, self.meta_batch)
+                self._do_training(indices)
+                self.n_train_steps_total += 1
+            t2 = time.perf_counter()
+            self._set_training_mode(False)
+            eval_stats = self.evaluate(epoch)
+            t3 = time.perf_counter()
+            self.logger.save_snapshot(
+                epoch, self.trainer.networks, self.snapshot_mode, self.snapshot_gap
+            )
+
+            row = OrderedDict()
+            train_stats = self._train_stats or {}
+            for key in TRAINING_STAT_KEYS:
+                row[key] = train_stats.get(key, float("nan"))
+            row.update(eval_stats)
+            row["Number of train steps total"] = self.n_train_steps_total
+            row["Number of env steps total"] = self.n_env_steps_total
+            row["Number of rollouts total"] = self.n_rollouts_total
+            row["Train Time (s)"] = t2 - t1
+            row["(Previous) Eval Time (s)"] = self._previous_eval_time
+            row["Sample Time (s)"] = t1 - t0
+            row["Epoch Time (s)"] = t3 - t0
+            row["Total Train Time (s)"] = time.perf_counter() - start
+            row["Epoch"] = epoch
+            self.logger.record_row(row)
+            self._previous_eval_time = t3 - t2
+            self.logger.log(
+                f"iteration {epoch}: test return {row['AverageReturn_all_test_tasks']:.2f}, "
+                f"train return (buffer posterior) {row['AverageTrainReturn_all_train_tasks']:.2f}, "
+                f"{t3 - t0:.1f} s"
+            )
+
+
+def _concat_paths(paths: Sequence[Path]) -> Path:
+    return Path(
+        **{
+            name: np.concatenate([getattr(p, name) for p in paths])
+            for name in Path.__dataclass_fields__
+        }
+    )

@@ -1,0 +1,1 @@
+"""Config loading and validation, and building an experiment from a config."""

@@ -1,0 +1,240 @@
+"""Experiment configs: load a JSON file, deep-merge it over the defaults, apply `--set`
+overrides, and validate everything before any work starts.
+
+Every problem raises ConfigError with one line naming the file and the key.
+"""
+
+import copy
+import difflib
+import inspect
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+from configs.default import default_config
+from rlkit.core.logger import SNAPSHOT_MODES
+from rlkit.envs import ENVS
+
+
+class ConfigError(Exception):
+    """A bad config, override or command-line value; the message is one line."""
+
+
+# sizes and counts: POSITIVE must be >= 1, NON_NEGATIVE >= 0
+POSITIVE = {
+    "n_train_tasks",
+    "n_eval_tasks",
+    "latent_size",
+    "net_size",
+    "env_params.n_tasks",
+    "algo_params.meta_batch",
+    "algo_params.num_iterations",
+    "algo_params.num_evals",
+    "algo_params.num_steps_per_eval",
+    "algo_params.batch_size",
+    "algo_params.embedding_batch_size",
+    "algo_params.embedding_mini_batch_size",
+    "algo_params.max_path_length",
+    "algo_params.update_post_train",
+    "algo_params.replay_buffer_size",
+    "util_params.snapshot_gap",
+}
+NON_NEGATIVE = {
+    "algo_params.num_initial_steps",
+    "algo_params.num_tasks_sample",
+    "algo_params.num_steps_prior",
+    "algo_params.num_steps_posterior",
+    "algo_params.num_extra_rl_steps_posterior",
+    "algo_params.num_train_steps_per_itr",
+    "algo_params.num_exp_traj_eval",
+    "algo_params.reward_scale",
+    "algo_params.kl_lambda",
+    "util_params.gpu_id",
+    "util_params.seed",
+}
+STRICTLY_POSITIVE_FLOATS = {
+    "algo_params.policy_lr",
+    "algo_params.qf_lr",
+    "algo_params.vf_lr",
+    "algo_params.context_lr",
+    "algo_params.soft_target_tau",
+}
+UNIT_INTERVAL = {"algo_params.discount", "algo_params.soft_target_tau"}
+# keys whose default is None and the type they take otherwise
+OPTIONAL = {"path_to_weights": str, "util_params.seed": int}
+
+
+def _type_name(value) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _coerce(key: str, value, default, where: str):
+    """The value converted to the default's type, or ConfigError. JSON 0/1 are accepted as
+    booleans (the reference's sparse-point-robot config says `"sparse_rewards": 1`)."""
+    expected = OPTIONAL.get(key, type(default))
+    if value is None and (key in OPTIONAL or default is None):
+        return None
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+    elif expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if math.isfinite(value):
+                return float(value)
+    elif expected is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(
+        f"{where}: {key} must be {_type_name(expected())}, got {json.dumps(value)}"
+    )
+
+
+def _unknown_key(key: str, valid: Iterable[str], where: str) -> ConfigError:
+    leaf = key.rsplit(".", 1)
+    prefix = leaf[0] + "." if len(leaf) == 2 else ""
+    close = difflib.get_close_matches(leaf[-1], list(valid), n=1)
+    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+    return ConfigError(f"{where}: unknown key '{key}'{hint}")
+
+
+def env_param_names(env_name: str) -> list[str]:
+    return [
+        name
+        for name, p in inspect.signature(ENVS[env_name]).parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+
+
+def merge_into(variant: dict, overrides: dict, where: str, prefix: str = "") -> None:
+    """Deep-merge `overrides` into `variant` in place, checking keys and types.
+
+    env_params may hold any keyword of the env's constructor; they are checked in validate().
+    """
+    for key, value in overrides.items():
+        path = f"{prefix}{key}"
+        if key not in variant and path.split(".")[0] != "env_params":
+            raise _unknown_key(path, variant.keys(), where)
+        current = variant.get(key)
+        if isinstance(current, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {path} must be an object, got {json.dumps(value)}")
+            merge_into(current, value, where, prefix=f"{path}.")
+        elif key in variant:
+            variant[key] = _coerce(path, value, current, where)
+        else:
+            variant[key] = value
+
+
+def load_config(path: str | None) -> dict:
+    """The defaults merged with the JSON file at `path` (None: the defaults alone)."""
+    variant = copy.deepcopy(default_config)
+    if path is None:
+        return variant
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        text = file.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror})") from None
+    try:
+        overrides = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+        ) from None
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{path}: the config must be a JSON object")
+    merge_into(variant, overrides, str(path))
+    return variant
+
+
+def apply_override(variant: dict, expression: str) -> None:
+    """`--set a.b=VALUE`: VALUE parsed as JSON when it parses, else taken as a string."""
+    where = f"--set {expression}"
+    key, sep, raw = expression.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"{where}: expected KEY=VALUE, e.g. algo_params.num_iterations=3")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    nested = value
+    for part in reversed(key.split(".")):
+        if not part:
+            raise ConfigError(f"{where}: empty key component in '{key}'")
+        nested = {part: nested}
+    merge_into(variant, nested, where)
+
+
+def validate(variant: dict, where: str) -> None:
+    """Checks that need more than one key: env name, env_params, sizes, ranges."""
+    env_name = variant["env_name"]
+    if env_name not in ENVS:
+        known = ", ".join(sorted(ENVS))
+        raise ConfigError(f"{where}: env_name: unknown env '{env_name}' (known: {known})")
+    allowed = env_param_names(env_name)
+    for key in variant["env_params"]:
+        if key not in allowed:
+            raise _unknown_key(f"env_params.{key}", allowed, where)
+
+    def get(dotted: str):
+        node = variant
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    for key in POSITIVE:
+        if key.startswith("env_params.") and key.split(".")[1] not in variant["env_params"]:
+            continue
+        value = get(key)
+        if value is not None and value < 1:
+            raise ConfigError(f"{where}: {key} must be at least 1, got {value}")
+    for key in NON_NEGATIVE:
+        value = get(key)
+        if value is not None and value < 0:
+            raise ConfigError(f"{where}: {key} must not be negative, got {value}")
+    for key in STRICTLY_POSITIVE_FLOATS:
+        if not get(key) > 0:
+            raise ConfigError(f"{where}: {key} must be positive, got {get(key)}")
+    for key in UNIT_INTERVAL:
+        if not 0 <= get(key) <= 1:
+            raise ConfigError(f"{where}: {key} must lie in [0, 1], got {get(key)}")
+    algo = variant["algo_params"]
+    if algo["embedding_mini_batch_size"] > algo["embedding_batch_size"]:
+        raise ConfigError(
+            f"{where}: algo_params.embedding_mini_batch_size ({algo['embedding_mini_batch_size']})"
+            f" is larger than algo_params.embedding_batch_size ({algo['embedding_batch_size']})"
+        )
+    if algo["max_path_length"] > algo["replay_buffer_size"]:
+        raise ConfigError(f"{where}: algo_params.replay_buffer_size is below max_path_length")
+    mode = variant["util_params"]["snapshot_mode"]
+    if mode not in SNAPSHOT_MODES:
+        raise ConfigError(
+            f"{where}: util_params.snapshot_mode must be one of {', '.join(SNAPSHOT_MODES)}, "
+            f"got '{mode}'"
+        )
+    weights = variant["path_to_weights"]
+    if weights is not None and not Path(weights).is_dir():
+        raise ConfigError(f"{where}: path_to_weights: no such folder '{weights}'")
+
+
+def check_task_counts(variant: dict, n_tasks: int, where: str) -> None:
+    """Train tasks are tasks[:n_train_tasks], eval tasks tasks[-n_eval_tasks:] (they may
+    overlap, as in the reference's cheetah-dir), so each count alone must fit."""
+    for key in ("n_train_tasks", "n_eval_tasks"):
+        if variant[key] > n_tasks:
+            raise ConfigError(
+                f"{where}: {key} ({variant[key]}) is more than the {n_tasks} tasks the env has"
+            )

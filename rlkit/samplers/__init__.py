@@ -1,0 +1,1 @@
+"""Rollouts: many task slots stepped together with one batched policy call per step."""

@@ -1,0 +1,1 @@
+"""Networks, the PEARL agent (posterior over z) and the meta-gradient update."""

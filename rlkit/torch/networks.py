@@ -1,0 +1,123 @@
+"""MLPs, the context encoders and the tanh-Gaussian policy, initialised as in rlkit.
+
+Hidden layers: weights U(+-1/sqrt(n)) (`fanin_init`), biases 0.1; last layer U(+-init_w).
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from rlkit.torch.pytorch_util import fanin_init
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+TANH_EPS = 1e-6
+
+
+class Mlp(nn.Module):
+    """ReLU MLP: fc0..fc{k-1} hidden layers, then `last_fc` (names match rlkit's state dicts)."""
+
+    def __init__(self, hidden_sizes: list[int], output_size: int, input_size: int, init_w: float = 3e-3):
+        super().__init__()
+        self.input_size = input_size
+        self.output_size = output_size
+        self.hidden_sizes = list(hidden_sizes)
+        self.fcs = nn.ModuleList()
+        in_size = input_size
+        for size in hidden_sizes:
+            fc = nn.Linear(in_size, size)
+            fanin_init(fc.weight)
+            nn.init.constant_(fc.bias, 0.1)
+            self.fcs.append(fc)
+            in_size = size
+        self.last_fc = nn.Linear(in_size, output_size)
+        nn.init.uniform_(self.last_fc.weight, -init_w, init_w)
+        nn.init.uniform_(self.last_fc.bias, -init_w, init_w)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        for fc in self.fcs:
+            x = F.relu(fc(x))
+        return x
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Concatenates the inputs along the last dimension (rlkit's FlattenMlp)."""
+        x = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=-1)
+        return self.last_fc(self.hidden(x))
+
+
+class MlpEncoder(Mlp):
+    """Permutation-invariant encoder: one output row per context transition.
+
+    (tasks, n, in) -> (tasks, n, out).
+    """
+
+    recurrent = False
+
+
+class RecurrentEncoder(Mlp):
+    """MLP embedding of each transition, an LSTM over the ordered context, `last_fc` on its state.
+
+    (tasks, n, in) -> (tasks, 1, out): the output after the last valid transition of each task.
+    The LSTM state `(h, c)` is per task and may be carried between consecutive context chunks.
+    """
+
+    recurrent = True
+
+    def __init__(self, hidden_sizes: list[int], output_size: int, input_size: int, init_w: float = 3e-3):
+        super().__init__(hidden_sizes, output_size, input_size, init_w)
+        width = self.hidden_sizes[-1]
+        self.lstm = nn.LSTM(width, width, num_layers=1, batch_first=True)
+
+    def forward(
+        self,
+        context: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor] | None = None,
+        lengths: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Returns the output (tasks, 1, out) and the LSTM state `(h, c)` after the last transition.
+
+        `lengths` (tasks,) marks right-padded contexts: each task's sequence is read up to its
+        own length (packed), so the padding changes neither the output nor the state.
+        """
+        x = self.hidden(context)
+        if lengths is not None:
+            x = nn.utils.rnn.pack_padded_sequence(
+                x, lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+        _, (h, c) = self.lstm(x, state)
+        # a one-layer LSTM's last output is its last hidden state h
+        return self.last_fc(h[-1]).unsqueeze(1), (h, c)
+
+
+class TanhGaussianPolicy(Mlp):
+    """pi(a|s, z) = tanh(u), u ~ N(mu, sigma); log-std head `last_fc_log_std`, clamped to [-20, 2].
+
+    log pi(a) = sum_i [log N(u_i; mu_i, sigma_i) - log(1 - tanh(u_i)^2 + 1e-6)].
+    """
+
+    def __init__(self, hidden_sizes: list[int], obs_dim: int, action_dim: int, init_w: float = 1e-3):
+        super().__init__(hidden_sizes, output_size=action_dim, input_size=obs_dim, init_w=init_w)
+        self.last_fc_log_std = nn.Linear(self.hidden_sizes[-1], action_dim)
+        nn.init.uniform_(self.last_fc_log_std.weight, -init_w, init_w)
+        nn.init.uniform_(self.last_fc_log_std.bias, -init_w, init_w)
+
+    def forward(
+        self, obs: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(batch, obs_dim) -> action, mean, log_std, log_pi (batch, 1); reparameterised sample.
+
+        With `deterministic` the action is tanh(mean) and log_pi is None.
+        """
+        h = self.hidden(obs)
+        mean = self.last_fc(h)
+        log_std = self.last_fc_log_std(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
+        if deterministic:
+            return torch.tanh(mean), mean, log_std, None
+        std = log_std.exp()
+        noise = torch.randn_like(mean)
+        pre_tanh = mean + std * noise
+        action = torch.tanh(pre_tanh)
+        normal_log_prob = -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+        log_pi = (normal_log_prob - torch.log(1.0 - action.pow(2) + TANH_EPS)).sum(dim=-1, keepdim=True)
+        return action, mean, log_std, log_pi

@@ -1,0 +1,204 @@
+"""One PEARL meta-gradient step: the encoder, twin-Q, V and policy losses and their updates.
+
+The step follows the reference's order exactly (SPEC section 4):
+  1. q(z|c) from the context, z ~ q by reparameterisation (one z per task);
+  2. policy forward on (o, z.detach()): new actions, log pi   (before the Q step);
+  3. Q1, Q2 on (o, a, z) with gradients into the encoder; V on (o, z.detach());
+     target V on (o', z) without gradients;
+  4. encoder loss kl_lambda * KL(q(z|c) || N(0, I)) and
+     Q loss mean((Q1 - y)^2) + mean((Q2 - y)^2), y = reward_scale r + (1 - d) gamma V_targ(o');
+     step Q1, Q2 and the encoder;
+  5. min Q of the *updated* Q functions on the new actions;
+     V loss mse(V, min Q - log pi); step V; Polyak-average the target V;
+  6. policy loss mean(log pi - min Q) + 1e-3 mean(mu^2) + 1e-3 mean(log_std^2); step the policy.
+"""
+
+import copy
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from rlkit.torch.agent import PEARLAgent
+from rlkit.torch.networks import Mlp
+from rlkit.torch.pytorch_util import soft_update
+
+
+@dataclass
+class RLBatch:
+    """Transitions per task, each (tasks, batch, dim)."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_obs: torch.Tensor
+    terminals: torch.Tensor
+
+
+def stats_of(name: str, values: torch.Tensor) -> OrderedDict:
+    """rlkit's create_stats_ordered_dict: NAME Mean, Std, Max, Min."""
+    data = values.detach().cpu().numpy()
+    return OrderedDict(
+        [
+            (f"{name} Mean", float(np.mean(data))),
+            (f"{name} Std", float(np.std(data))),
+            (f"{name} Max", float(np.max(data))),
+            (f"{name} Min", float(np.min(data))),
+        ]
+    )
+
+
+class PEARLTrainer:
+    """Owns the critics, the target V and the five optimizers; turns batches into updates."""
+
+    def __init__(
+        self,
+        agent: PEARLAgent,
+        qf1: Mlp,
+        qf2: Mlp,
+        vf: Mlp,
+        *,
+        policy_lr: float,
+        qf_lr: float,
+        vf_lr: float,
+        context_lr: float,
+        kl_lambda: float,
+        reward_scale: float,
+        discount: float,
+        soft_target_tau: float,
+        policy_mean_reg_weight: float = 1e-3,
+        policy_std_reg_weight: float = 1e-3,
+    ):
+        self.agent = agent
+        self.qf1, self.qf2, self.vf = qf1, qf2, vf
+        self.target_vf = copy.deepcopy(vf)
+        self.kl_lambda = kl_lambda
+        self.reward_scale = reward_scale
+        self.discount = discount
+        self.soft_target_tau = soft_target_tau
+        self.policy_mean_reg_weight = policy_mean_reg_weight
+        self.policy_std_reg_weight = policy_std_reg_weight
+        adam = torch.optim.Adam
+        self.policy_optimizer = adam(agent.policy.parameters(), lr=policy_lr)
+        self.qf1_optimizer = adam(qf1.parameters(), lr=qf_lr)
+        self.qf2_optimizer = adam(qf2.parameters(), lr=qf_lr)
+        self.vf_optimizer = adam(vf.parameters(), lr=vf_lr)
+        self.context_optimizer = adam(agent.context_encoder.parameters(), lr=context_lr)
+        self._q_params = list(qf1.parameters()) + list(qf2.parameters())
+
+    @property
+    def networks(self) -> dict[str, nn.Module]:
+        """The six networks under their snapshot names."""
+        return OrderedDict(
+            context_encoder=self.agent.context_encoder,
+            policy=self.agent.policy,
+            qf1=self.qf1,
+            qf2=self.qf2,
+            vf=self.vf,
+            target_vf=self.target_vf,
+        )
+
+    def _min_q_action_grad_only(self, obs, actions, z) -> torch.Tensor:
+        """min(Q1, Q2)(o, a, z) differentiable in `a` only: the policy loss never uses the
+        critics' parameter gradients, so they are not computed (about 10% of the step)."""
+        for p in self._q_params:
+            p.requires_grad_(False)
+        try:
+            return torch.min(self.qf1(obs, actions, z), self.qf2(obs, actions, z))
+        finally:
+            for p in self._q_params:
+                p.requires_grad_(True)
+
+    def take_step(
+        self,
+        context: torch.Tensor,
+        batch: RLBatch,
+        encoder_state: tuple[torch.Tensor, torch.Tensor] | None = None,
+        want_stats: bool = False,
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, OrderedDict | None]:
+        """One meta-gradient step on context (tasks, n, dim) and the RL batch.
+
+        Returns the recurrent encoder's state, detached (the caller carries it to the next
+        context chunk: truncated backprop), and the step's statistics when `want_stats`.
+        """
+        agent = self.agent
+        tasks, b, _ = batch.obs.shape
+
+        # 1. posterior and one z per task
+        z_mean, z_var, encoder_state = agent.posterior(context, state=encoder_state)
+        z = agent.sample_z(z_mean, z_var)
+        task_z = z.unsqueeze(1).expand(tasks, b, z.shape[-1]).reshape(tasks * b, -1)
+        obs = batch.obs.reshape(tasks * b, -1)
+        actions = batch.actions.reshape(tasks * b, -1)
+        next_obs = batch.next_obs.reshape(tasks * b, -1)
+        rewards = batch.rewards.reshape(tasks * b, 1)
+        terminals = batch.terminals.reshape(tasks * b, 1)
+
+        # 2. policy on (o, z.detach()), before the Q step
+        new_actions, policy_mean, policy_log_std, log_pi = agent.policy(
+            torch.cat([obs, task_z.detach()], dim=-1)
+        )
+
+        # 3. critics; the encoder learns only through Q (and the KL)
+        q1_pred = self.qf1(obs, actions, task_z)
+        q2_pred = self.qf2(obs, actions, task_z)
+        v_pred = self.vf(obs, task_z.detach())
+        with torch.no_grad():
+            target_v = self.target_vf(next_obs, task_z)
+
+        # 4. encoder and Q step
+        if agent.use_ib:
+            kl_div = agent.kl_divergence(z_mean, z_var)
+        else:
+            kl_div = torch.zeros((), device=obs.device)
+        kl_loss = self.kl_lambda * kl_div
+        q_target = self.reward_scale * rewards + (1.0 - terminals) * self.discount * target_v
+        qf_loss = torch.mean((q1_pred - q_target) ** 2) + torch.mean((q2_pred - q_target) ** 2)
+        self.context_optimizer.zero_grad(set_to_none=True)
+        self.qf1_optimizer.zero_grad(set_to_none=True)
+        self.qf2_optimizer.zero_grad(set_to_none=True)
+        (kl_loss + qf_loss).backward()
+        self.qf1_optimizer.step()
+        self.qf2_optimizer.step()
+        self.context_optimizer.step()
+
+        # 5. V step against the updated critics
+        min_q_new_actions = self._min_q_action_grad_only(obs, new_actions, task_z.detach())
+        v_target = min_q_new_actions - log_pi
+        vf_loss = torch.mean((v_pred - v_target.detach()) ** 2)
+        self.vf_optimizer.zero_grad(set_to_none=True)
+        vf_loss.backward()
+        self.vf_optimizer.step()
+        soft_update(self.vf, self.target_vf, self.soft_target_tau)
+
+        # 6. policy step
+        policy_loss = (log_pi - min_q_new_actions).mean()
+        policy_loss = (
+            policy_loss
+            + self.policy_mean_reg_weight * policy_mean.pow(2).mean()
+            + self.policy_std_reg_weight * policy_log_std.pow(2).mean()
+        )
+        self.policy_optimizer.zero_grad(set_to_none=True)
+        policy_loss.backward()
+        self.policy_optimizer.step()
+
+        if encoder_state is not None:
+            encoder_state = tuple(s.detach() for s in encoder_state)
+        if not want_stats:
+            return encoder_state, None
+        stats = OrderedDict()
+        stats["Z mean train"] = float(z_mean[0].abs().mean())
+        stats["Z variance train"] = float(z_var[0].mean())
+        stats["KL Divergence"] = float(kl_div)
+        stats["KL Loss"] = float(kl_loss)
+        stats["QF Loss"] = float(qf_loss)
+        stats["VF Loss"] = float(vf_loss)
+        stats["Policy Loss"] = float(policy_loss)
+        stats.update(stats_of("Q Predictions", q1_pred))
+        stats.update(stats_of("V Predictions", v_pred))
+        stats.update(stats_of("Log Pis", log_pi))
+        stats.update(stats_of("Policy mu", policy_mean))
+        stats.update(stats_of("Policy log std", policy_log_std))
+        return encoder_state, stats
