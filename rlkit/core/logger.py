@@ -87,7 +87,9 @@ class RunLogger:
         with open(path, "a", newline="") as f:
             csv.writer(f).writerow([row[c] for c in self._columns])
 
-    def save_snapshot(self, epoch: int, networks: dict[str, nn.Module], mode: str, gap: int) -> None:
+    def save_snapshot(
+        self, epoch: int, networks: dict[str, nn.Module], mode: str, gap: int
+    ) -> None:
         """NAME.pth ('last'), NAME_itr_K.pth ('all', or every `gap` iterations with 'gap')."""
         keep_numbered = mode == "all" or (mode in ("gap", "gap_and_last") and epoch % gap == 0)
         overwrite_last = mode in ("last", "gap_and_last")

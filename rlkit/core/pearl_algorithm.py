@@ -129,7 +129,9 @@ class PEARLAlgorithm:
         obs_dim = int(np.prod(probe.observation_space.shape))
         action_dim = int(np.prod(probe.action_space.shape))
         # separate buffers: the RL batch and the encoder's context
-        self.replay_buffer = MultiTaskReplayBuffer(replay_buffer_size, obs_dim, action_dim, self.train_tasks)
+        self.replay_buffer = MultiTaskReplayBuffer(
+            replay_buffer_size, obs_dim, action_dim, self.train_tasks
+        )
         self.enc_replay_buffer = MultiTaskReplayBuffer(
             replay_buffer_size, obs_dim, action_dim, self.train_tasks
         )
@@ -230,9 +232,7 @@ class PEARLAlgorithm:
         counts = np.zeros(len(tasks), dtype=np.int64)
         waves = 0
         while (active := np.flatnonzero(counts < num_samples)).size:
-            paths = rollout(
-                [envs[s] for s in active], self.agent, z[active], self.max_path_length
-            )
+            paths = rollout([envs[s] for s in active], self.agent, z[active], self.max_path_length)
             for s, path in zip(active, paths, strict=True):
                 self.replay_buffer.add_path(int(tasks[s]), path)
                 if add_to_enc_buffer:

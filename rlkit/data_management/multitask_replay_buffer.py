@@ -114,14 +114,18 @@ class MultiTaskReplayBuffer:
     def _gather(self, rows: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
         return {name: self._data[name][rows[:, None], idx] for name in FIELDS}
 
-    def random_batch(self, tasks, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def random_batch(
+        self, tasks, batch_size: int, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
         """Uniform transitions with replacement: each field (tasks, batch_size[, dim])."""
         rows = self._rows(tasks)
         self._check_nonempty(rows)
         idx = (rng.random((rows.size, batch_size)) * self._size[rows, None]).astype(np.int64)
         return self._gather(rows, idx)
 
-    def random_sequences(self, tasks, batch_size: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    def random_sequences(
+        self, tasks, batch_size: int, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
         """Whole trajectories in their order, drawn at random and concatenated per task until
         `batch_size` transitions, the last one cut: each field (tasks, batch_size[, dim])."""
         rows = self._rows(tasks)

@@ -23,7 +23,9 @@ class PointEnv(gym.Env):
     def __init__(self, randomize_tasks: bool = False, n_tasks: int = 2):
         if randomize_tasks:
             rng = np.random.RandomState(TASK_SEED)
-            goals = [np.array([rng.uniform(-1.0, 1.0), rng.uniform(-1.0, 1.0)]) for _ in range(n_tasks)]
+            goals = [
+                np.array([rng.uniform(-1.0, 1.0), rng.uniform(-1.0, 1.0)]) for _ in range(n_tasks)
+            ]
         else:
             # the reference's hand-coded goals for debugging
             fixed = [[10, -10], [10, 10], [-10, 10], [-10, -10], [0, 0], [7, 2], [0, 4], [-6, 9]]

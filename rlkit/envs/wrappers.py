@@ -28,5 +28,7 @@ class NormalizedBoxEnv(gym.Wrapper):
         self.env.unwrapped.reset_task(idx)
 
     def step(self, action):
-        scaled = self._low + (np.asarray(action, dtype=np.float64) + 1.0) * 0.5 * (self._high - self._low)
+        scaled = self._low + (np.asarray(action, dtype=np.float64) + 1.0) * 0.5 * (
+            self._high - self._low
+        )
         return self.env.step(np.clip(scaled, self._low, self._high))

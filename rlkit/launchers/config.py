@@ -94,9 +94,7 @@ def _coerce(key: str, value, default, where: str):
     elif expected is str:
         if isinstance(value, str):
             return value
-    raise ConfigError(
-        f"{where}: {key} must be {_type_name(expected())}, got {json.dumps(value)}"
-    )
+    raise ConfigError(f"{where}: {key} must be {_type_name(expected())}, got {json.dumps(value)}")
 
 
 def _unknown_key(key: str, valid: Iterable[str], where: str) -> ConfigError:

@@ -86,19 +86,11 @@ def prepare(variant: dict, where: str) -> dict:
     return variant
 
 
-def run_experiment(variant: dict) -> Path:
-    """Train PEARL as configured; returns the run folder."""
+def build_algorithm(variant: dict, logger: RunLogger, device: torch.device) -> PEARLAlgorithm:
+    """Env slots, networks (optionally from path_to_weights), trainer and the loop."""
     util = variant["util_params"]
-    algo = variant["algo_params"]
     seed = util["seed"]
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        device = select_device(util["use_gpu"], util["gpu_id"])
-    for w in caught:
-        print(f"warning: {w.message}")
-
     env = make_env(variant)
     tasks = list(env.get_all_task_idx())
     obs_dim = int(np.prod(env.observation_space.shape))
@@ -108,30 +100,39 @@ def run_experiment(variant: dict) -> Path:
         load_weights(trainer, variant["path_to_weights"], device)
     for net in trainer.networks.values():
         net.to(device)
-
-    os.environ["DEBUG"] = str(int(util["debug"]))
-    run_dir = create_run_dir(util["base_log_dir"], variant["env_name"], debug=util["debug"])
-    logger = RunLogger(run_dir)
-    logger.save_variant(variant)
-    if algo["dump_eval_paths"]:
-        (run_dir / "eval_trajectories").mkdir(exist_ok=True)
-    logger.log(f"run folder: {run_dir}")
-    logger.log(f"device: {device}, seed: {seed}")
-
-    algorithm = PEARLAlgorithm(
+    return PEARLAlgorithm(
         env_factory=partial(make_env, variant),
         trainer=trainer,
         train_tasks=tasks[: variant["n_train_tasks"]],
         eval_tasks=tasks[-variant["n_eval_tasks"] :],
         logger=logger,
         device=device,
-        rng=rng,
+        rng=np.random.default_rng(seed),
         snapshot_mode=util["snapshot_mode"],
         snapshot_gap=util["snapshot_gap"],
-        **algo,
+        **variant["algo_params"],
     )
+
+
+def run_experiment(variant: dict) -> Path:
+    """Train PEARL as configured; returns the run folder."""
+    util = variant["util_params"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        device = select_device(util["use_gpu"], util["gpu_id"])
+    for w in caught:
+        print(f"warning: {w.message}")
+
+    os.environ["DEBUG"] = str(int(util["debug"]))
+    run_dir = create_run_dir(util["base_log_dir"], variant["env_name"], debug=util["debug"])
+    logger = RunLogger(run_dir)
+    logger.save_variant(variant)
+    if variant["algo_params"]["dump_eval_paths"]:
+        (run_dir / "eval_trajectories").mkdir(exist_ok=True)
+    logger.log(f"run folder: {run_dir}")
+    logger.log(f"device: {device}, seed: {util['seed']}")
     try:
-        algorithm.train()
+        build_algorithm(variant, logger, device).train()
     finally:
         logger.log(f"results in {run_dir}")
         logger.close()

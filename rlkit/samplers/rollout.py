@@ -6,6 +6,7 @@ from such waves, choosing z for each slot between them.
 """
 
 from collections.abc import Sequence
+
 import numpy as np
 import torch
 

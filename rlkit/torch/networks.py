@@ -18,7 +18,9 @@ TANH_EPS = 1e-6
 class Mlp(nn.Module):
     """ReLU MLP: fc0..fc{k-1} hidden layers, then `last_fc` (names match rlkit's state dicts)."""
 
-    def __init__(self, hidden_sizes: list[int], output_size: int, input_size: int, init_w: float = 3e-3):
+    def __init__(
+        self, hidden_sizes: list[int], output_size: int, input_size: int, init_w: float = 3e-3
+    ):
         super().__init__()
         self.input_size = input_size
         self.output_size = output_size
@@ -64,7 +66,9 @@ class RecurrentEncoder(Mlp):
 
     recurrent = True
 
-    def __init__(self, hidden_sizes: list[int], output_size: int, input_size: int, init_w: float = 3e-3):
+    def __init__(
+        self, hidden_sizes: list[int], output_size: int, input_size: int, init_w: float = 3e-3
+    ):
         super().__init__(hidden_sizes, output_size, input_size, init_w)
         width = self.hidden_sizes[-1]
         self.lstm = nn.LSTM(width, width, num_layers=1, batch_first=True)
@@ -96,7 +100,9 @@ class TanhGaussianPolicy(Mlp):
     log pi(a) = sum_i [log N(u_i; mu_i, sigma_i) - log(1 - tanh(u_i)^2 + 1e-6)].
     """
 
-    def __init__(self, hidden_sizes: list[int], obs_dim: int, action_dim: int, init_w: float = 1e-3):
+    def __init__(
+        self, hidden_sizes: list[int], obs_dim: int, action_dim: int, init_w: float = 1e-3
+    ):
         super().__init__(hidden_sizes, output_size=action_dim, input_size=obs_dim, init_w=init_w)
         self.last_fc_log_std = nn.Linear(self.hidden_sizes[-1], action_dim)
         nn.init.uniform_(self.last_fc_log_std.weight, -init_w, init_w)
@@ -119,5 +125,7 @@ class TanhGaussianPolicy(Mlp):
         pre_tanh = mean + std * noise
         action = torch.tanh(pre_tanh)
         normal_log_prob = -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
-        log_pi = (normal_log_prob - torch.log(1.0 - action.pow(2) + TANH_EPS)).sum(dim=-1, keepdim=True)
+        log_pi = (normal_log_prob - torch.log(1.0 - action.pow(2) + TANH_EPS)).sum(
+            dim=-1, keepdim=True
+        )
         return action, mean, log_std, log_pi

@@ -11,10 +11,14 @@ def select_device(use_gpu: bool, gpu_id: int = 0) -> torch.device:
     if not use_gpu:
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        warnings.warn("use_gpu is set but no CUDA device is available: running on the CPU", stacklevel=2)
+        warnings.warn(
+            "use_gpu is set but no CUDA device is available: running on the CPU", stacklevel=2
+        )
         return torch.device("cpu")
     if gpu_id >= torch.cuda.device_count():
-        raise ValueError(f"gpu_id {gpu_id} is not a CUDA device (found {torch.cuda.device_count()})")
+        raise ValueError(
+            f"gpu_id {gpu_id} is not a CUDA device (found {torch.cuda.device_count()})"
+        )
     return torch.device("cuda", gpu_id)
 
 

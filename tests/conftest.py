@@ -1,0 +1,49 @@
+"""Shared fixtures: a tiny point-robot PEARL experiment built from the real config path."""
+
+import pytest
+import torch
+
+from rlkit.core.logger import RunLogger
+from rlkit.launchers.config import apply_override, load_config
+from rlkit.launchers.launcher import build_algorithm
+
+TINY = [
+    "n_train_tasks=6",
+    "n_eval_tasks=3",
+    "net_size=16",
+    "env_params.n_tasks=9",
+    "algo_params.meta_batch=4",
+    "algo_params.num_initial_steps=50",
+    "algo_params.num_tasks_sample=3",
+    "algo_params.num_steps_prior=30",
+    "algo_params.num_steps_posterior=0",
+    "algo_params.num_extra_rl_steps_posterior=30",
+    "algo_params.num_train_steps_per_itr=2",
+    "algo_params.num_steps_per_eval=60",
+    "algo_params.batch_size=8",
+    "algo_params.embedding_batch_size=8",
+    "algo_params.embedding_mini_batch_size=8",
+    "algo_params.max_path_length=20",
+    "util_params.seed=0",
+    "util_params.use_gpu=false",
+]
+
+
+@pytest.fixture
+def make_algorithm(tmp_path):
+    """Build a PEARLAlgorithm for configs/point-robot.json with TINY and extra overrides."""
+    loggers = []
+
+    def build(*overrides, config="configs/point-robot.json"):
+        variant = load_config(config)
+        for expression in [*TINY, *overrides]:
+            apply_override(variant, expression)
+        run_dir = tmp_path / f"run{len(loggers)}"
+        run_dir.mkdir()
+        logger = RunLogger(run_dir, echo=False)
+        loggers.append(logger)
+        return build_algorithm(variant, logger, torch.device("cpu"))
+
+    yield build
+    for logger in loggers:
+        logger.close()

@@ -1,0 +1,156 @@
+"""The data-collection schedule and the evaluation protocol of the meta-training loop."""
+
+import numpy as np
+import pytest
+import torch
+
+from rlkit.core import pearl_algorithm
+from rlkit.core.pearl_algorithm import duplicate_rounds
+
+
+def test_initial_collection_fills_both_buffers_with_whole_trajectories(make_algorithm):
+    algo = make_algorithm()
+    algo.collect_data(algo.train_tasks, 50, np.inf)
+    for task in algo.train_tasks:
+        # whole trajectories of 20 until >= 50 transitions: 3 of them, all stored
+        assert algo.replay_buffer.size(task) == 60
+        assert algo.enc_replay_buffer.size(task) == 60
+        assert algo.replay_buffer.num_trajectories(task) == 3
+    assert algo.n_env_steps_total == 60 * len(algo.train_tasks)
+    assert algo.n_rollouts_total == 3 * len(algo.train_tasks)
+
+
+def test_last_transition_of_every_trajectory_is_kept(make_algorithm):
+    algo = make_algorithm()
+    algo.collect_data([0], 40, np.inf)
+    data = algo.replay_buffer._data
+    row = algo.replay_buffer._row[0]
+    obs, next_obs = data["observations"][row, :40], data["next_observations"][row, :40]
+    # within a trajectory o'_t = o_{t+1}; the 20th transition of each is stored
+    np.testing.assert_array_equal(next_obs[:19], obs[1:20])
+    np.testing.assert_array_equal(next_obs[20:39], obs[21:40])
+    env = algo._env(0)
+    env.reset_task(0)
+    # the last transition's reward is the reward at its next observation
+    goal = env.tasks[0]
+    reward = data["rewards"][row, 19]
+    assert reward == pytest.approx(-np.linalg.norm(next_obs[19] - goal), abs=1e-5)
+
+
+def test_iteration_collection_clears_the_encoder_buffer_of_sampled_tasks(make_algorithm):
+    algo = make_algorithm("algo_params.num_steps_posterior=20")
+    algo.collect_data(algo.train_tasks, 50, np.inf)
+    algo.rng = np.random.default_rng(5)
+    draws = np.random.default_rng(5).integers(len(algo.train_tasks), size=3)
+    algo._collect_iteration_data()
+    sampled = {algo.train_tasks[i] for i in draws}
+    counts = {t: list(draws).count(i) for i, t in enumerate(algo.train_tasks)}
+    for task in algo.train_tasks:
+        if task in sampled:
+            # prior (30 -> 40) and posterior (20) since the last clear; extra goes to RL only
+            assert algo.enc_replay_buffer.size(task) == 40 + 20
+            rl = 60 + counts[task] * (40 + 20 + 40)
+            assert algo.replay_buffer.size(task) == rl
+        else:
+            assert algo.enc_replay_buffer.size(task) == 60
+            assert algo.replay_buffer.size(task) == 60
+
+
+def test_duplicate_draws_are_collected_in_rounds():
+    assert duplicate_rounds([3, 1, 3, 3, 2, 1]) == [[3, 1, 2], [3, 1], [3]]
+    assert duplicate_rounds([]) == []
+
+
+def test_posterior_collection_infers_from_the_encoder_buffer(make_algorithm, monkeypatch):
+    algo = make_algorithm("algo_params.update_post_train=2")
+    algo.collect_data(algo.train_tasks, 50, np.inf)
+    calls = []
+    original = algo._posterior
+
+    def spy(context, lengths=None):
+        calls.append((context.shape, lengths))
+        return original(context, lengths)
+
+    monkeypatch.setattr(algo, "_posterior", spy)
+    algo.collect_data([0, 1], 100, 2)
+    # 5 trajectories of 20 per task; posterior after trajectories 2 and 4 from buffer context
+    assert len(calls) == 2
+    assert all(shape == (2, 8, 5) and lengths is None for shape, lengths in calls)
+
+
+def test_online_evaluation_waits_num_exp_traj_eval_trajectories(make_algorithm, monkeypatch):
+    algo = make_algorithm("algo_params.num_exp_traj_eval=2", "algo_params.num_evals=2")
+    algo.collect_data(algo.train_tasks, 50, np.inf)
+    lengths_seen = []
+    original = algo._posterior
+
+    def spy(context, lengths=None):
+        lengths_seen.append(lengths.tolist())
+        return original(context, lengths)
+
+    monkeypatch.setattr(algo, "_posterior", spy)
+    final, online, _ = algo._online_eval(algo.eval_tasks, epoch=0)
+    # 60 steps = 3 trajectories per run; the posterior first after 2, on all 40 transitions,
+    # then after the 3rd on 60; 3 tasks x 2 runs = 6 slots each time
+    assert lengths_seen == [[40] * 6, [60] * 6]
+    assert len(final) == 3 and online.shape == (3,)
+
+
+@pytest.mark.parametrize("exploration_trajs", [1, 2])
+def test_online_evaluation_draws_z_from_the_prior_then_the_posterior(
+    make_algorithm, monkeypatch, exploration_trajs
+):
+    algo = make_algorithm(
+        f"algo_params.num_exp_traj_eval={exploration_trajs}", "algo_params.num_evals=1"
+    )
+    zs = []
+    real_rollout = pearl_algorithm.rollout
+
+    def spy(envs, agent, z, *args, **kwargs):
+        zs.append(z.clone())
+        return real_rollout(envs, agent, z, *args, **kwargs)
+
+    monkeypatch.setattr(pearl_algorithm, "rollout", spy)
+    algo._online_eval([algo.eval_tasks[0]] * 300, epoch=0)
+    assert len(zs) == 3
+    spread = [float(z.var(0).mean()) for z in zs]
+    # z ~ N(0, I) for the exploration trajectories; afterwards the posterior on 20+
+    # transitions (the untrained encoder's factors have variance ~0.7 each) is narrow
+    for k in range(exploration_trajs):
+        assert 0.75 < spread[k] < 1.25
+    for k in range(exploration_trajs, 3):
+        assert spread[k] < 0.2
+
+
+def test_sparse_rewards_feed_the_context_and_the_returns_but_not_sac(make_algorithm):
+    algo = make_algorithm(config="configs/sparse-point-robot.json")
+    assert algo.sparse_rewards
+    algo.collect_data(algo.train_tasks, 40, np.inf)
+    context = algo.sample_context([0]).numpy()
+    rl = algo.sample_rl_batch([0])
+    # dense rewards are negative distances; sparse ones are 0 or in (0.8, 1]
+    ctx_rewards = context[0, :, 4]
+    assert np.all((ctx_rewards == 0) | (ctx_rewards > 0.79))
+    assert torch.all(rl.rewards < 0)
+    paths = algo._returns
+    envs = algo._slot_envs([0])
+    from rlkit.samplers.rollout import rollout
+
+    (path,) = rollout(envs, algo.agent, torch.zeros(1, 5), 20)
+    assert paths([path]) == [pytest.approx(float(path.sparse_rewards.sum()))]
+
+
+def test_evaluate_reports_the_reference_statistics(make_algorithm):
+    algo = make_algorithm()
+    algo.collect_data(algo.train_tasks, 50, np.inf)
+    stats = algo.evaluate(epoch=0)
+    assert list(stats) == [
+        "Z mean eval",
+        "Z variance eval",
+        "AverageTrainReturn_all_train_tasks",
+        "AverageReturn_all_train_tasks",
+        "AverageReturn_all_test_tasks",
+    ]
+    # 20 steps of at most 0.1 * sqrt(2) from a start in [-1, 1]^2 to a goal in [-1, 1]^2
+    for key in list(stats)[2:]:
+        assert -20 * 2 * np.sqrt(2) < stats[key] < 0

@@ -1,0 +1,72 @@
+"""Network initialisation (rlkit's) and the tanh-Gaussian policy's log-probability."""
+
+import math
+
+import torch
+from torch.distributions import Normal, TransformedDistribution
+from torch.distributions.transforms import TanhTransform
+
+from rlkit.torch.networks import Mlp, TanhGaussianPolicy
+
+
+def test_mlp_initialisation_follows_rlkit():
+    torch.manual_seed(0)
+    net = Mlp([50, 400], output_size=3, input_size=7)
+    first, second = net.fcs
+    # fanin_init bounds by the weight's first dimension (the layer's output size)
+    assert first.weight.abs().max() <= 1 / math.sqrt(50)
+    assert first.weight.abs().max() > 0.9 / math.sqrt(50)
+    assert second.weight.abs().max() <= 1 / math.sqrt(400)
+    assert torch.all(first.bias == 0.1) and torch.all(second.bias == 0.1)
+    assert net.last_fc.weight.abs().max() <= 3e-3
+    assert net.last_fc.bias.abs().max() <= 3e-3
+
+
+def test_mlp_concatenates_its_inputs():
+    net = Mlp([4], output_size=1, input_size=5)
+    a, b = torch.randn(6, 2), torch.randn(6, 3)
+    assert torch.equal(net(a, b), net(torch.cat([a, b], dim=1)))
+
+
+def test_policy_heads_are_initialised_small():
+    policy = TanhGaussianPolicy([16, 16], obs_dim=4, action_dim=2)
+    for layer in (policy.last_fc, policy.last_fc_log_std):
+        assert layer.weight.abs().max() <= 1e-3 and layer.bias.abs().max() <= 1e-3
+
+
+def test_tanh_gaussian_log_prob_matches_the_change_of_variables():
+    torch.manual_seed(3)
+    policy = TanhGaussianPolicy([16, 16], obs_dim=4, action_dim=3)
+    with torch.no_grad():
+        policy.last_fc.weight.normal_(0, 0.3)
+        policy.last_fc_log_std.weight.normal_(0, 0.3)
+    obs = torch.randn(64, 4)
+    torch.manual_seed(4)
+    action, mean, log_std, log_pi = policy(obs)
+    torch.manual_seed(4)
+    pre_tanh = mean + log_std.exp() * torch.randn_like(mean)
+    assert torch.allclose(action, torch.tanh(pre_tanh), atol=1e-6)
+    # the reference's correction: log N(u) - log(1 - tanh(u)^2 + 1e-6)
+    expected = (
+        Normal(mean, log_std.exp()).log_prob(pre_tanh) - torch.log(1 - action.pow(2) + 1e-6)
+    ).sum(1, keepdim=True)
+    assert torch.allclose(log_pi, expected, atol=1e-4)
+    # and away from saturation this is the exact density of tanh(N(mu, sigma))
+    exact = TransformedDistribution(Normal(mean, log_std.exp()), [TanhTransform()])
+    unsaturated = action.abs().max(1).values < 0.9
+    assert unsaturated.sum() > 10
+    reference = exact.log_prob(action).sum(1, keepdim=True)
+    assert torch.allclose(log_pi[unsaturated], reference[unsaturated], atol=1e-3)
+
+
+def test_log_std_is_clamped_and_deterministic_action_is_tanh_mean():
+    policy = TanhGaussianPolicy([8], obs_dim=2, action_dim=2)
+    with torch.no_grad():
+        policy.last_fc_log_std.bias.fill_(50.0)
+    _, mean, log_std, _ = policy(torch.randn(5, 2))
+    assert torch.all(log_std == 2.0)
+    with torch.no_grad():
+        policy.last_fc_log_std.bias.fill_(-50.0)
+    action, mean, log_std, log_pi = policy(torch.randn(5, 2), deterministic=True)
+    assert torch.all(log_std == -20.0)
+    assert log_pi is None and torch.equal(action, torch.tanh(mean))
