@@ -1,0 +1,67 @@
+"""Learning benchmark: PEARL on the point robot (configs/point-robot-quick.json) on this CPU.
+
+Runs the quick config for each seed and prints, per iteration, the wall-clock time and the two
+returns the issue's bar is about, then the final figures:
+  AverageReturn_all_test_tasks        online adaptation from the agent's own exploration
+  AverageTrainReturn_all_train_tasks  posterior from encoder-buffer context
+
+    python benchmarks/point_robot_learning.py [--seeds 0 1 2] [--minutes 15] [--set KEY=VALUE]
+"""
+
+import argparse
+import csv
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlkit.core.logger import library_versions  # noqa: E402
+from rlkit.launchers.config import apply_override, load_config, validate  # noqa: E402
+from rlkit.launchers.launcher import prepare, run_experiment  # noqa: E402
+
+TEST = "AverageReturn_all_test_tasks"
+TRAIN = "AverageTrainReturn_all_train_tasks"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/point-robot-quick.json")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--base-log-dir", default="output/benchmarks")
+    args = parser.parse_args()
+
+    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}")
+    print(f"torch threads: {torch.get_num_threads()}, versions: {json.dumps(library_versions())}")
+    finals = []
+    for seed in args.seeds:
+        variant = load_config(args.config)
+        for expression in [*args.overrides, f"util_params.seed={seed}"]:
+            apply_override(variant, expression)
+        apply_override(variant, f"util_params.base_log_dir={args.base_log_dir}")
+        validate(variant, args.config)
+        prepare(variant, args.config)
+        start = time.perf_counter()
+        run_dir = run_experiment(variant)
+        wall = time.perf_counter() - start
+        rows = list(csv.DictReader(open(run_dir / "progress.csv")))
+        print(f"\nseed {seed}: {run_dir}")
+        print(f"{'iter':>4} {'minutes':>8} {'test':>8} {'train-posterior':>16}")
+        for row in rows:
+            minutes = float(row["Total Train Time (s)"]) / 60
+            test, train = float(row[TEST]), float(row[TRAIN])
+            print(f"{row['Epoch']:>4} {minutes:8.1f} {test:8.2f} {train:16.2f}")
+        last = rows[-1]
+        finals.append((seed, float(last[TEST]), float(last[TRAIN]), wall))
+    print("\nfinal (last iteration): seed, test return, train-posterior return, wall-clock minutes")
+    for seed, test, train, wall in finals:
+        print(f"  {seed}  {test:8.2f}  {train:8.2f}  {wall / 60:6.1f}")
+
+
+if __name__ == "__main__":
+    main()
