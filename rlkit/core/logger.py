@@ -18,8 +18,6 @@ import joblib
 import torch
 from torch import nn
 
-SNAPSHOT_MODES = ("last", "all", "gap", "gap_and_last", "none")
-
 
 def library_versions() -> dict[str, str]:
     import gymnasium

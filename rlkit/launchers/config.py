@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from configs.default import default_config
-from rlkit.core.logger import SNAPSHOT_MODES
 from rlkit.envs import ENVS
 
 
@@ -61,6 +60,7 @@ STRICTLY_POSITIVE_FLOATS = {
     "algo_params.soft_target_tau",
 }
 UNIT_INTERVAL = {"algo_params.discount", "algo_params.soft_target_tau"}
+SNAPSHOT_MODES = ("last", "all", "gap", "gap_and_last", "none")
 # keys whose default is None and the type they take otherwise
 OPTIONAL = {"path_to_weights": str, "util_params.seed": int}
 
@@ -105,12 +105,13 @@ def _unknown_key(key: str, valid: Iterable[str], where: str) -> ConfigError:
     return ConfigError(f"{where}: unknown key '{key}'{hint}")
 
 
-def env_param_names(env_name: str) -> list[str]:
-    return [
-        name
+def env_param_defaults(env_name: str) -> dict:
+    """The env constructor's keyword parameters and their defaults."""
+    return {
+        name: p.default
         for name, p in inspect.signature(ENVS[env_name]).parameters.items()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    ]
+    }
 
 
 def merge_into(variant: dict, overrides: dict, where: str, prefix: str = "") -> None:
@@ -182,10 +183,14 @@ def validate(variant: dict, where: str) -> None:
     if env_name not in ENVS:
         known = ", ".join(sorted(ENVS))
         raise ConfigError(f"{where}: env_name: unknown env '{env_name}' (known: {known})")
-    allowed = env_param_names(env_name)
-    for key in variant["env_params"]:
+    allowed = env_param_defaults(env_name)
+    env_params = variant["env_params"]
+    for key, value in env_params.items():
         if key not in allowed:
             raise _unknown_key(f"env_params.{key}", allowed, where)
+        default = allowed[key]
+        if default is not inspect.Parameter.empty and default is not None:
+            env_params[key] = _coerce(f"env_params.{key}", value, default, where)
 
     def get(dotted: str):
         node = variant
