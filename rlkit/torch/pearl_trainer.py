@@ -14,9 +14,9 @@ The step follows the reference's order exactly (SPEC section 4):
 """
 
 import copy
-from functools import partial
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
