@@ -26,11 +26,13 @@ class MujocoTaskEnv(gym.Env):
 
     Subclasses implement `reset_model()` (set the initial state with noise from
     `self.np_random`, return the observation), `_get_obs()` and `step()`, and set
-    `self.tasks`. `cfrc_ext` is recomputed after every step (mj_rnePostConstraint): MuJoCo
-    leaves it zero otherwise.
+    `self.tasks`. Families whose reward or observation reads the contact forces set
+    `uses_contact_forces`: `cfrc_ext` is then recomputed after every step
+    (mj_rnePostConstraint), which MuJoCo otherwise leaves at zero.
     """
 
     metadata = {"render_modes": []}
+    uses_contact_forces = False
 
     def __init__(self, model: mujoco.MjModel, frame_skip: int):
         self.model = model
@@ -42,7 +44,7 @@ class MujocoTaskEnv(gym.Env):
         self.action_space = gym.spaces.Box(low, high, dtype=np.float32)
         mujoco.mj_forward(model, self.data)
         obs = self._get_obs()
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=obs.shape, dtype=np.float64)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=obs.shape, dtype=obs.dtype)
 
     @property
     def dt(self) -> float:
@@ -51,13 +53,22 @@ class MujocoTaskEnv(gym.Env):
     def do_simulation(self, ctrl: np.ndarray) -> None:
         self.data.ctrl[:] = ctrl
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
-        mujoco.mj_rnePostConstraint(self.model, self.data)
+        if self.uses_contact_forces:
+            mujoco.mj_rnePostConstraint(self.model, self.data)
 
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray) -> None:
         self.data.qpos[:] = qpos
         self.data.qvel[:] = qvel
         mujoco.mj_forward(self.model, self.data)
-        mujoco.mj_rnePostConstraint(self.model, self.data)
+        if self.uses_contact_forces:
+            mujoco.mj_rnePostConstraint(self.model, self.data)
+
+    def state_vector(self) -> np.ndarray:
+        return np.concatenate([self.data.qpos, self.data.qvel])
+
+    def body_position(self, name: str) -> np.ndarray:
+        """A copy of the body frame's world position (mujoco-py's `get_body_com`)."""
+        return self.data.body(name).xpos.copy()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -66,6 +77,14 @@ class MujocoTaskEnv(gym.Env):
 
     def get_all_task_idx(self) -> range:
         return range(len(self.tasks))
+
+    def reset_task(self, idx: int) -> None:
+        """Make task `idx` the current one (`set_task`), then reset."""
+        self.set_task(self.tasks[idx])
+        self.reset()
+
+    def set_task(self, task) -> None:
+        raise NotImplementedError
 
     def reset_model(self) -> np.ndarray:
         raise NotImplementedError

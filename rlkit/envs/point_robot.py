@@ -9,11 +9,7 @@ dense reward (SAC trains on it; the encoder and the returns use the sparse one).
 import gymnasium as gym
 import numpy as np
 
-from rlkit.envs import register_env
-
-# The reference seeded numpy's global generator with 1337 before sampling the tasks; a local
-# RandomState(1337) making the same calls in the same order yields the very same tasks.
-TASK_SEED = 1337
+from rlkit.envs import TASK_SEED, register_env
 
 
 @register_env("point-robot")

@@ -105,6 +105,24 @@ TRAINING_RUNS = {
     ),
     "next-obs": ("configs/point-robot.json", 1, ["algo_params.use_next_obs_in_context=true"]),
 }
+# The MuJoCo reference experiments: one iteration each, paths of 20 steps.
+MUJOCO_CONFIGS = [
+    "cheetah-dir",
+    "cheetah-vel",
+    "ant-dir",
+    "ant-goal",
+    "humanoid-dir",
+    "hopper_rand_params",
+    "walker_rand_params",
+]
+TWO_TASK_CONFIGS = {"cheetah-dir", "ant-dir"}  # the same two tasks train and evaluate
+for _name in MUJOCO_CONFIGS:
+    _tasks = ["n_train_tasks=2", "n_eval_tasks=2"] if _name in TWO_TASK_CONFIGS else []
+    TRAINING_RUNS[_name] = (
+        f"configs/{_name}.json",
+        1,
+        ["algo_params.max_path_length=20", "algo_params.num_extra_rl_steps_posterior=20", *_tasks],
+    )
 
 MALFORMED = '{\n  "env_name": "point-robot",\n  "net_size": 64,,\n}\n'
 # name: (config or None for a malformed file, --set expressions, words the message must hold)
@@ -210,9 +228,9 @@ def load_state(run_dir, name):
     return torch.load(run_dir / f"{name}.pth", map_location="cpu")
 
 
-def networks_for(variant):
-    nets = build_networks(variant, OBS_DIM, ACTION_DIM)
-    nets["target_vf"] = build_networks(variant, OBS_DIM, ACTION_DIM)["vf"]
+def networks_for(variant, obs_dim=OBS_DIM, action_dim=ACTION_DIM):
+    nets = build_networks(variant, obs_dim, action_dim)
+    nets["target_vf"] = build_networks(variant, obs_dim, action_dim)["vf"]
     return nets
 
 
@@ -346,6 +364,25 @@ def test_dump_eval_paths(runs):
 def test_no_eval_paths_unless_asked(runs):
     _, run_dir, _ = successful_run(runs, "point-robot")
     assert not list(run_dir.glob("eval_trajectories/*.pkl"))
+
+
+@pytest.mark.parametrize("name", MUJOCO_CONFIGS)
+def test_mujoco_reference_config_runs_one_iteration(runs, name):
+    _, run_dir, variant = successful_run(runs, name)
+    assert json.loads((run_dir / "variant.json").read_text()) == variant
+    columns, rows = read_progress(run_dir)
+    assert [c for c in REFERENCE_COLUMNS if c not in columns] == []
+    assert len(rows) == 1
+    for column in ("AverageReturn_all_test_tasks", "AverageTrainReturn_all_train_tasks", "QF Loss"):
+        assert math.isfinite(float(rows[0][column]))
+    assert float(rows[0]["Number of env steps total"]) > variant["n_train_tasks"] * 20
+    env = ENVS[variant["env_name"]](**variant["env_params"])
+    dims = env.observation_space.shape[0], env.action_space.shape[0]
+    nets = networks_for(variant, *dims)
+    for file_name in NETWORK_FILES:
+        nets[file_name].load_state_dict(load_state(run_dir, file_name))
+    assert len((run_dir / "online_returns.jsonl").read_text().splitlines()) == 1
+    assert (run_dir / "debug.log").stat().st_size > 0
 
 
 # ------------------------------------------------------------------ variants of the algorithm
