@@ -5,7 +5,7 @@ returns the issue's bar is about, then the final figures:
   AverageReturn_all_test_tasks        online adaptation from the agent's own exploration
   AverageTrainReturn_all_train_tasks  posterior from encoder-buffer context
 
-    python benchmarks/point_robot_learning.py [--seeds 0 1 2] [--minutes 15] [--set KEY=VALUE]
+    python benchmarks/point_robot_learning.py [--seeds 0 1 2] [--set KEY=VALUE ...]
 """
 
 import argparse
@@ -56,11 +56,21 @@ def main() -> None:
             minutes = float(row["Total Train Time (s)"]) / 60
             test, train = float(row[TEST]), float(row[TRAIN])
             print(f"{row['Epoch']:>4} {minutes:8.1f} {test:8.2f} {train:16.2f}")
-        last = rows[-1]
-        finals.append((seed, float(last[TEST]), float(last[TRAIN]), wall))
-    print("\nfinal (last iteration): seed, test return, train-posterior return, wall-clock minutes")
-    for seed, test, train, wall in finals:
-        print(f"  {seed}  {test:8.2f}  {train:8.2f}  {wall / 60:6.1f}")
+        tests = [float(row[TEST]) for row in rows]
+        trains = [float(row[TRAIN]) for row in rows]
+        finals.append((seed, tests, trains, wall))
+    print("\nper seed: test and train-posterior returns of the last iteration, their means over")
+    print("the last 10 iterations, and the wall-clock minutes of the whole run")
+    print(f"{'seed':>4} {'test':>8} {'train':>8} {'test~10':>8} {'train~10':>9} {'minutes':>8}")
+    for seed, tests, trains, wall in finals:
+        mean_test, mean_train = (
+            sum(tests[-10:]) / len(tests[-10:]),
+            sum(trains[-10:]) / len(trains[-10:]),
+        )
+        print(
+            f"{seed:>4} {tests[-1]:8.2f} {trains[-1]:8.2f} {mean_test:8.2f} {mean_train:9.2f}"
+            f" {wall / 60:8.1f}"
+        )
 
 
 if __name__ == "__main__":

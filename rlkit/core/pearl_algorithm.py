@@ -21,6 +21,7 @@ import torch
 from rlkit.core.logger import RunLogger
 from rlkit.data_management.multitask_replay_buffer import MultiTaskReplayBuffer
 from rlkit.data_management.path import Path
+from rlkit.samplers.online_adaptation import adapt_online, context_from
 from rlkit.samplers.rollout import rollout
 from rlkit.torch.pearl_trainer import PEARLTrainer, RLBatch
 
@@ -33,14 +34,6 @@ TRAINING_STAT_KEYS = (
         for stat in ("Mean", "Std", "Max", "Min")
     ]
 )
-
-
-def context_from(obs, actions, rewards, next_obs, use_next_obs: bool) -> np.ndarray:
-    """Context rows (o, a, r) or (o, a, r, o'); rewards have no feature axis."""
-    parts = [obs, actions, rewards[..., None]]
-    if use_next_obs:
-        parts.append(next_obs)
-    return np.concatenate(parts, axis=-1).astype(np.float32)
 
 
 def duplicate_rounds(draws: Sequence[int]) -> list[list[int]]:
@@ -188,24 +181,6 @@ class PEARLAlgorithm:
             terminals=self._to_torch(batch["terminals"]),
         )
 
-    def _path_context(self, paths: Sequence[Path]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded online contexts (slots, longest, dim) and their lengths."""
-        rows = [
-            context_from(
-                p.observations,
-                p.actions,
-                p.sparse_rewards if self.sparse_rewards else p.rewards,
-                p.next_observations,
-                self.use_next_obs_in_context,
-            )
-            for p in paths
-        ]
-        lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        padded = np.zeros((len(rows), lengths.max(), rows[0].shape[-1]), dtype=np.float32)
-        for i, r in enumerate(rows):
-            padded[i, : len(r)] = r
-        return self._to_torch(padded), self._to_torch(lengths)
-
     @torch.no_grad()
     def _posterior(self, context: torch.Tensor, lengths: torch.Tensor | None = None):
         mean, var, _ = self.agent.posterior(context, lengths=lengths)
@@ -307,30 +282,15 @@ class PEARLAlgorithm:
         per-task mean return of each trajectory index, and the last run's posterior mean, var.
         """
         slot_tasks = np.repeat(np.asarray(tasks, dtype=np.int64), self.num_evals)
-        n = len(slot_tasks)
-        envs = self._slot_envs(slot_tasks)
-        mean, var = self.agent.prior(n)
-        z = self.agent.sample_z(mean, var)
-        slot_paths: list[list[Path]] = [[] for _ in range(n)]
-        counts = np.zeros(n, dtype=np.int64)
-        while (active := np.flatnonzero(counts < self.num_steps_per_eval)).size:
-            paths = rollout(
-                [envs[s] for s in active],
-                self.agent,
-                z[active],
-                self.max_path_length,
-                deterministic=True,
-            )
-            for s, path in zip(active, paths, strict=True):
-                slot_paths[s].append(path)
-                counts[s] += len(path)
-            ready = [s for s in active if len(slot_paths[s]) >= self.num_exp_traj_eval]
-            if ready:
-                joined = [_concat_paths(slot_paths[s]) for s in ready]
-                post_mean, post_var = self._posterior(*self._path_context(joined))
-                mean[ready], var[ready] = post_mean, post_var
-            z = self.agent.sample_z(mean, var)
-
+        slot_paths, mean, var = adapt_online(
+            self._slot_envs(slot_tasks),
+            self.agent,
+            max_path_length=self.max_path_length,
+            num_exp_traj=self.num_exp_traj_eval,
+            sparse_rewards=self.sparse_rewards,
+            use_next_obs=self.use_next_obs_in_context,
+            max_steps=self.num_steps_per_eval,
+        )
         if self.dump_eval_paths:
             for s, task in enumerate(slot_tasks):
                 goal = self._envs[s].tasks[int(task)]
@@ -427,12 +387,3 @@ class PEARLAlgorithm:
                 f"train return (buffer posterior) {row['AverageTrainReturn_all_train_tasks']:.2f}, "
                 f"{t3 - t0:.1f} s"
             )
-
-
-def _concat_paths(paths: Sequence[Path]) -> Path:
-    return Path(
-        **{
-            name: np.concatenate([getattr(p, name) for p in paths])
-            for name in Path.__dataclass_fields__
-        }
-    )

@@ -5,7 +5,7 @@ the env terminates). The schedules of data collection and evaluation (rlkit/core
 from such waves, choosing z for each slot between them.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,8 +20,12 @@ def rollout(
     z: torch.Tensor,
     max_path_length: int,
     deterministic: bool = False,
+    on_step: Callable[[int, object], None] | None = None,
 ) -> list[Path]:
-    """One trajectory in each env, the slots acting together; z (slots, latent)."""
+    """One trajectory in each env, the slots acting together; z (slots, latent).
+
+    `on_step(slot, env)` is called after the reset and after every step of each slot.
+    """
     slots = len(envs)
     if slots == 0:
         return []
@@ -36,6 +40,9 @@ def rollout(
     terminals = np.zeros((slots, max_path_length), dtype=np.float32)
     lengths = np.zeros(slots, dtype=np.int64)
     observations[:, 0] = np.stack(first)
+    if on_step is not None:
+        for s, env in enumerate(envs):
+            on_step(s, env)
     alive = np.ones(slots, dtype=bool)
     for t in range(max_path_length):
         live = np.flatnonzero(alive)
@@ -51,6 +58,8 @@ def rollout(
             sparse[s, t] = info.get("sparse_reward", 0.0)
             terminals[s, t] = float(terminated)
             lengths[s] = t + 1
+            if on_step is not None:
+                on_step(s, envs[s])
             if terminated or truncated:
                 alive[s] = False
     return [

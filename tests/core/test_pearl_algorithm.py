@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlkit.core import pearl_algorithm
 from rlkit.core.pearl_algorithm import duplicate_rounds
+from rlkit.samplers import online_adaptation
 
 
 def test_initial_collection_fills_both_buffers_with_whole_trajectories(make_algorithm):
@@ -82,13 +82,13 @@ def test_online_evaluation_waits_num_exp_traj_eval_trajectories(make_algorithm, 
     algo = make_algorithm("algo_params.num_exp_traj_eval=2", "algo_params.num_evals=2")
     algo.collect_data(algo.train_tasks, 50, np.inf)
     lengths_seen = []
-    original = algo._posterior
+    original = algo.agent.posterior
 
-    def spy(context, lengths=None):
+    def spy(context, lengths=None, **kwargs):
         lengths_seen.append(lengths.tolist())
-        return original(context, lengths)
+        return original(context, lengths=lengths, **kwargs)
 
-    monkeypatch.setattr(algo, "_posterior", spy)
+    monkeypatch.setattr(algo.agent, "posterior", spy)
     final, online, _ = algo._online_eval(algo.eval_tasks, epoch=0)
     # 60 steps = 3 trajectories per run; the posterior first after 2, on all 40 transitions,
     # then after the 3rd on 60; 3 tasks x 2 runs = 6 slots each time
@@ -104,13 +104,13 @@ def test_online_evaluation_draws_z_from_the_prior_then_the_posterior(
         f"algo_params.num_exp_traj_eval={exploration_trajs}", "algo_params.num_evals=1"
     )
     zs = []
-    real_rollout = pearl_algorithm.rollout
+    real_rollout = online_adaptation.rollout
 
     def spy(envs, agent, z, *args, **kwargs):
         zs.append(z.clone())
         return real_rollout(envs, agent, z, *args, **kwargs)
 
-    monkeypatch.setattr(pearl_algorithm, "rollout", spy)
+    monkeypatch.setattr(online_adaptation, "rollout", spy)
     algo._online_eval([algo.eval_tasks[0]] * 300, epoch=0)
     assert len(zs) == 3
     spread = [float(z.var(0).mean()) for z in zs]

@@ -1,0 +1,167 @@
+"""Watch and score a trained policy (sim_policy.py): load the run's context encoder and policy,
+adapt online on every eval task as the evaluation protocol does, report the average return of
+each trajectory index, and optionally render the trajectories (mp4, or PNG for the point
+robots)."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlkit.launchers.config import ConfigError, load_config, validate
+from rlkit.launchers.launcher import build_trainer, make_env
+from rlkit.samplers.online_adaptation import adapt_online
+
+POINT_ROBOTS = ("point-robot", "sparse-point-robot")
+NETWORKS = ("context_encoder", "policy")
+
+
+def run_variant(config: str | None, run_dir: Path) -> dict:
+    """The run's settings: CONFIG when given (the reference's form), else its variant.json."""
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: no such run folder")
+    source = config if config is not None else str(run_dir / "variant.json")
+    if config is None and not (run_dir / "variant.json").is_file():
+        raise ConfigError(f"{run_dir}: no variant.json here; give the config: CONFIG RUN_DIR")
+    variant = load_config(source)
+    validate(variant, source)
+    return variant
+
+
+def snapshot_paths(run_dir: Path, itr: int | None) -> dict[str, Path]:
+    """The state dicts to load: NAME_itr_K.pth for `itr`, else NAME.pth, else the latest
+    numbered snapshot."""
+    numbered = sorted(
+        int(m.group(1))
+        for p in run_dir.glob("policy_itr_*.pth")
+        if (m := re.fullmatch(r"policy_itr_(\d+)\.pth", p.name))
+    )
+    if itr is not None:
+        if itr not in numbered:
+            kept = ", ".join(map(str, numbered)) or "none"
+            raise ConfigError(f"{run_dir}: no snapshot of iteration {itr} (numbered ones: {kept})")
+        suffix = f"_itr_{itr}"
+    elif (run_dir / "policy.pth").is_file():
+        suffix = ""
+    elif numbered:
+        suffix = f"_itr_{numbered[-1]}"
+    else:
+        raise ConfigError(
+            f"{run_dir}: no policy.pth or policy_itr_K.pth snapshot (was snapshot_mode 'none'?)"
+        )
+    paths = {name: run_dir / f"{name}{suffix}.pth" for name in NETWORKS}
+    for path in paths.values():
+        if not path.is_file():
+            raise ConfigError(f"{run_dir}: {path.name} is missing")
+    return paths
+
+
+class PolicySimulator:
+    """A trained run's agent (on the CPU) and its eval tasks, ready to adapt online."""
+
+    def __init__(self, variant: dict, run_dir: Path, itr: int | None = None, seed: int = 0):
+        self.variant = variant
+        self.env = make_env(variant)
+        obs_dim = int(np.prod(self.env.observation_space.shape))
+        action_dim = int(np.prod(self.env.action_space.shape))
+        self.agent = build_trainer(variant, obs_dim, action_dim).agent
+        for name, path in snapshot_paths(run_dir, itr).items():
+            try:
+                getattr(self.agent, name).load_state_dict(torch.load(path, map_location="cpu"))
+            except (RuntimeError, OSError, EOFError) as err:
+                first = str(err).strip().splitlines()[0]
+                raise ConfigError(f"{path}: does not fit the config's {name}: {first}") from None
+        self.agent.eval()
+        self.eval_tasks = list(self.env.get_all_task_idx())[-variant["n_eval_tasks"] :]
+        self.seed = seed
+        torch.manual_seed(seed)
+        self._envs = [self.env]
+
+    def run(self, tasks: list[int], num_trajs: int, deterministic: bool, on_step=None) -> list:
+        """num_trajs trajectories on each task, all tasks together, with the evaluation's online
+        posterior; `on_step(task, trajectory, env)` after every reset and step. Returns the
+        trajectories (Path lists) per task."""
+        while len(self._envs) < len(tasks):
+            self._envs.append(make_env(self.variant))
+        envs = self._envs[: len(tasks)]
+        for env, task in zip(envs, tasks, strict=True):
+            env.reset(seed=self.seed + task)
+            env.reset_task(task)
+        hook = None
+        if on_step is not None:
+
+            def hook(slot: int, trajectory: int, env) -> None:
+                on_step(tasks[slot], trajectory, env)
+
+        algo = self.variant["algo_params"]
+        paths, _, _ = adapt_online(
+            envs,
+            self.agent,
+            max_path_length=algo["max_path_length"],
+            num_exp_traj=algo["num_exp_traj_eval"],
+            sparse_rewards=algo["sparse_rewards"],
+            use_next_obs=algo["use_next_obs_in_context"],
+            max_trajs=num_trajs,
+            deterministic=deterministic,
+            on_step=hook,
+        )
+        return paths
+
+    def returns(self, paths: list) -> np.ndarray:
+        """(tasks, trajectories) returns; sparse when the run used sparse rewards."""
+        sparse = self.variant["algo_params"]["sparse_rewards"]
+        return np.array([[p.episode_return(sparse) for p in task_paths] for task_paths in paths])
+
+
+def write_outputs(
+    simulator: PolicySimulator, run_dir: Path, num_trajs: int, deterministic: bool, video: bool
+) -> tuple[np.ndarray, list[Path]]:
+    """Simulate every eval task; with `video`, also render: the point robots' picture per task
+    (RUN_DIR/sim_pictures/task{i}.png), or one mp4 of all tasks in order (RUN_DIR/sim_video.mp4)
+    for the MuJoCo families. Returns the (tasks, trajectories) returns and the files written."""
+    tasks = simulator.eval_tasks
+    if not video:
+        return simulator.returns(simulator.run(tasks, num_trajs, deterministic)), []
+    from rlkit import render  # imported late: matplotlib and the GL libraries
+
+    if simulator.variant["env_name"] in POINT_ROBOTS:
+        paths = simulator.run(tasks, num_trajs, deterministic)
+        env = simulator.env.unwrapped
+        exploring = simulator.variant["algo_params"]["num_exp_traj_eval"]
+        written = [
+            render.draw_point_robot_picture(
+                env.tasks,
+                env.tasks[task],
+                getattr(env, "goal_radius", None),
+                task_paths[:exploring],
+                task_paths[exploring:],
+                run_dir / "sim_pictures" / f"task{task}.png",
+                title=f"task {task}: {exploring} exploration, then posterior trajectories",
+            )
+            for task, task_paths in zip(tasks, paths, strict=True)
+        ]
+        return simulator.returns(paths), written
+
+    recorder = render.FrameRecorder(simulator.env)
+    all_paths = []
+
+    def frames():
+        # one task at a time, so that only one task's frames are held in memory
+        for task in tasks:
+            all_paths.extend(
+                simulator.run(
+                    [task],
+                    num_trajs,
+                    deterministic,
+                    on_step=lambda t, k, env: recorder.capture(render.trajectory_caption(t, k)),
+                )
+            )
+            yield from recorder.frames
+            recorder.frames.clear()
+
+    try:
+        written = render.write_mp4(frames(), run_dir / "sim_video.mp4", recorder.fps)
+    finally:
+        recorder.close()
+    return simulator.returns(all_paths), [written]

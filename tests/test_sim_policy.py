@@ -1,0 +1,147 @@
+"""sim_policy.py on tiny trained runs: the per-trajectory report, the snapshot choice, the
+pictures and the video, and clean errors."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "net_size=16",
+    "algo_params.num_train_steps_per_itr=2",
+    "algo_params.num_initial_steps=20",
+    "algo_params.num_steps_prior=20",
+    "algo_params.num_extra_rl_steps_posterior=20",
+    "algo_params.num_tasks_sample=2",
+    "algo_params.meta_batch=2",
+    "algo_params.batch_size=8",
+    "algo_params.embedding_batch_size=8",
+    "algo_params.embedding_mini_batch_size=8",
+    "algo_params.num_steps_per_eval=40",
+    "algo_params.max_path_length=20",
+    "util_params.use_gpu=false",
+]
+# name: (config, extra --set expressions)
+RUNS = {
+    "sparse-point": (
+        "configs/sparse-point-robot.json",
+        ["n_train_tasks=4", "n_eval_tasks=2", "util_params.snapshot_mode=all"],
+    ),
+    "cheetah": ("configs/cheetah-dir.json", []),
+    "no-snapshots": (
+        "configs/point-robot.json",
+        ["n_train_tasks=4", "n_eval_tasks=2", "util_params.snapshot_mode=none"],
+    ),
+}
+
+
+def python(script, *args):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, script, *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def run_dirs(tmp_path_factory):
+    """Trains each run of RUNS for 2 iterations; maps its name to its run folder."""
+    folders = {}
+    for name, (config, extra) in RUNS.items():
+        base = tmp_path_factory.mktemp(name)
+        sets = [f"util_params.base_log_dir={base}", "algo_params.num_iterations=2", *TINY, *extra]
+        args = [config, "--seed", "0", *(a for s in sets for a in ("--set", s))]
+        proc = python("launch_experiment.py", *args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        (folders[name],) = [p for p in base.glob("*/*") if p.is_dir()]
+    return folders
+
+
+def averages(stdout):
+    """{trajectory index: average return} from sim_policy's report."""
+    found = re.findall(r"trajectory (\d+), average return: (-?[\d.]+)", stdout)
+    return {int(k): float(v) for k, v in found}
+
+
+def test_reports_one_average_per_trajectory_index(run_dirs):
+    proc = python("sim_policy.py", run_dirs["sparse-point"], "--num_trajs", 4)
+    assert proc.returncode == 0, proc.stderr
+    report = averages(proc.stdout)
+    assert sorted(report) == [0, 1, 2, 3]
+    # sparse returns over 20 steps lie in [0, 20]
+    assert all(0 <= v <= 20 for v in report.values())
+    assert "2 eval tasks, 4 trajectories each" in proc.stdout
+
+
+def test_config_and_run_dir_form_gives_the_same_report(run_dirs):
+    run_dir = run_dirs["sparse-point"]
+    from_variant = python("sim_policy.py", run_dir, "--deterministic")
+    with_config = python("sim_policy.py", run_dir / "variant.json", run_dir, "--deterministic")
+    assert from_variant.returncode == with_config.returncode == 0, with_config.stderr
+    assert averages(from_variant.stdout) == averages(with_config.stdout)
+    assert len(averages(from_variant.stdout)) == 3  # the reference's default num_trajs
+
+
+def test_itr_picks_a_numbered_snapshot(run_dirs):
+    run_dir = run_dirs["sparse-point"]
+    first = python("sim_policy.py", run_dir, "--itr", 0, "--deterministic")
+    last = python("sim_policy.py", run_dir, "--itr", 1, "--deterministic")
+    assert first.returncode == last.returncode == 0, first.stderr
+    missing = python("sim_policy.py", run_dir, "--itr", 7)
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == (
+        f"error: {run_dir}: no snapshot of iteration 7 (numbered ones: 0, 1)"
+    )
+
+
+def test_point_robot_video_draws_one_picture_per_task(run_dirs):
+    run_dir = run_dirs["sparse-point"]
+    proc = python("sim_policy.py", run_dir, "--video", "--num_trajs", 3)
+    assert proc.returncode == 0, proc.stderr
+    pictures = sorted((run_dir / "sim_pictures").glob("task*.png"))
+    assert [p.name for p in pictures] == ["task98.png", "task99.png"]
+    for picture in pictures:
+        pixels = imread(picture)
+        assert pixels.std() > 0.05
+        assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 10
+        assert f"wrote {picture}" in proc.stdout
+
+
+def test_mujoco_video_has_a_frame_per_step_of_every_trajectory(run_dirs):
+    run_dir = run_dirs["cheetah"]
+    proc = python("sim_policy.py", run_dir, "--video", "--num_trajs", 2)
+    assert proc.returncode == 0, proc.stderr
+    video = run_dir / "sim_video.mp4"
+    assert f"wrote {video}" in proc.stdout
+    frames = iio.imread(video, plugin="FFMPEG")
+    # 2 eval tasks x 2 trajectories x (reset + 20 steps): the cheetah never terminates
+    assert frames.shape == (2 * 2 * 21, 240, 320, 3)
+    assert frames.std() > 10
+    assert not np.array_equal(frames[1], frames[20])
+
+
+def test_run_without_snapshots_is_a_clear_error(run_dirs):
+    run_dir = run_dirs["no-snapshots"]
+    proc = python("sim_policy.py", run_dir)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"error: {run_dir}: no policy.pth or policy_itr_K.pth snapshot (was snapshot_mode 'none'?)"
+    )
+
+
+def test_missing_run_dir_is_a_clear_error(tmp_path):
+    proc = python("sim_policy.py", tmp_path / "nowhere")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == f"error: {tmp_path / 'nowhere'}: no such run folder"
