@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from rlkit.core.logger import RunLogger
+from rlkit.core.progress import progress_bar
 from rlkit.data_management.multitask_replay_buffer import MultiTaskReplayBuffer
 from rlkit.data_management.path import Path
 from rlkit.samplers.online_adaptation import adapt_online, context_from
@@ -193,6 +194,7 @@ class PEARLAlgorithm:
         num_samples: int,
         update_posterior_rate: float,
         add_to_enc_buffer: bool = True,
+        desc: str | None = None,
     ) -> None:
         """Whole trajectories on each (distinct) task until it has >= num_samples transitions.
 
@@ -206,6 +208,7 @@ class PEARLAlgorithm:
         z = self.agent.sample_z(mean, var)
         counts = np.zeros(len(tasks), dtype=np.int64)
         waves = 0
+        bar = progress_bar(len(tasks) * num_samples, desc) if desc else None
         while (active := np.flatnonzero(counts < num_samples)).size:
             paths = rollout([envs[s] for s in active], self.agent, z[active], self.max_path_length)
             for s, path in zip(active, paths, strict=True):
@@ -213,6 +216,8 @@ class PEARLAlgorithm:
                 if add_to_enc_buffer:
                     self.enc_replay_buffer.add_path(int(tasks[s]), path)
                 counts[s] += len(path)
+            if bar is not None:
+                bar.update(sum(min(len(p), num_samples) for p in paths))
             self.n_rollouts_total += len(paths)
             waves += 1
             if update_posterior_rate != np.inf and waves % update_posterior_rate == 0:
@@ -221,6 +226,8 @@ class PEARLAlgorithm:
                     post_mean, post_var = self._posterior(self.sample_context(tasks[still]))
                     mean[still], var[still] = post_mean, post_var
             z = self.agent.sample_z(mean, var)
+        if bar is not None:
+            bar.close()
         self.n_env_steps_total += int(counts.sum())
 
     def _collect_iteration_data(self) -> None:
@@ -325,9 +332,13 @@ class PEARLAlgorithm:
             self._dump_prior_paths(epoch)
         # a subset of the train tasks, as many as there are eval tasks
         indices = self.rng.choice(self.train_tasks, len(self.eval_tasks))
-        train_returns = self._eval_with_buffer_posterior(indices)
-        train_final, train_online, _ = self._online_eval(indices, epoch)
-        test_final, test_online, (z_mean, z_var) = self._online_eval(self.eval_tasks, epoch)
+        with progress_bar(3, f"iteration {epoch}: evaluation") as bar:
+            train_returns = self._eval_with_buffer_posterior(indices)
+            bar.update()
+            train_final, train_online, _ = self._online_eval(indices, epoch)
+            bar.update()
+            test_final, test_online, (z_mean, z_var) = self._online_eval(self.eval_tasks, epoch)
+            bar.update()
         self.logger.save_online_returns(epoch, train_online.tolist(), test_online.tolist())
         self.logger.log(f"online returns, test tasks: {np.round(test_online, 2).tolist()}")
         stats = OrderedDict()
@@ -350,14 +361,18 @@ class PEARLAlgorithm:
             t0 = time.perf_counter()
             if epoch == 0:
                 self.logger.log("collecting the initial pool of data for the train tasks")
-                self.collect_data(self.train_tasks, self.num_initial_steps, np.inf)
+                self.collect_data(
+                    self.train_tasks, self.num_initial_steps, np.inf, desc="initial data"
+                )
             self._collect_iteration_data()
             t1 = time.perf_counter()
             self._train_stats = None
-            for _ in range(self.num_train_steps_per_itr):
-                indices = self.rng.choice(self.train_tasks, self.meta_batch)
-                self._do_training(indices)
-                self.n_train_steps_total += 1
+            with progress_bar(self.num_train_steps_per_itr, f"iteration {epoch}: training") as bar:
+                for _ in range(self.num_train_steps_per_itr):
+                    indices = self.rng.choice(self.train_tasks, self.meta_batch)
+                    self._do_training(indices)
+                    self.n_train_steps_total += 1
+                    bar.update()
             t2 = time.perf_counter()
             self._set_training_mode(False)
             eval_stats = self.evaluate(epoch)
