@@ -32,7 +32,7 @@ test: lint
 	$(PY) -m pytest
 
 bench: venv
-	$(PY) benchmarks/point_robot_learning.py
+	$(PY) benchmarks/learning_curve.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -347,24 +347,3 @@ def _tasks_equal(tasks_a, tasks_b):
         assert task_a.keys() == task_b.keys()
         for key in task_a:
             np.testing.assert_array_equal(task_a[key], task_b[key])
-
-
-def _assert_same_rng_state(state_a, state_b):
-    assert state_a[0] == state_b[0]
-    np.testing.assert_array_equal(state_a[1], state_b[1])
-    assert state_a[2:] == state_b[2:]
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_task_lists_reproducible_without_global_rng(name):
-    saved = np.random.get_state()
-    try:
-        np.random.seed(123)
-        before = np.random.get_state()
-        env_a = make(name)
-        _assert_same_rng_state(np.random.get_state(), before)  # construction drew nothing
-        np.random.seed(999)
-        env_b = make(name)  # another global seed: the same tasks
-    finally:
-        np.random.set_state(saved)
-    _tasks_equal(env_a.tasks, env_b.tasks)

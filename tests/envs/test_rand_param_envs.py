@@ -299,29 +299,3 @@ def test_tasks_change_dynamics_and_switching_back_is_exact(name):
     fresh = rollout(make(name, n_tasks=2), 0, seed=3, actions=actions)
     for a, b in zip(first, fresh, strict=True):
         np.testing.assert_array_equal(a, b)
-
-
-def _assert_same_rng_state(state_a, state_b):
-    assert state_a[0] == state_b[0]
-    np.testing.assert_array_equal(state_a[1], state_b[1])
-    assert state_a[2:] == state_b[2:]
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_task_lists_reproducible_without_global_rng(name):
-    saved = np.random.get_state()
-    try:
-        np.random.seed(123)
-        before = np.random.get_state()
-        env_a = make(name, n_tasks=4)
-        _assert_same_rng_state(np.random.get_state(), before)  # construction drew nothing
-        np.random.seed(999)
-        env_b = make(name, n_tasks=4)  # another global seed: the same tasks
-    finally:
-        np.random.set_state(saved)
-    assert len(env_a.tasks) == len(env_b.tasks) == 4
-    assert list(env_a.get_all_task_idx()) == [0, 1, 2, 3]
-    for task_a, task_b in zip(env_a.tasks, env_b.tasks, strict=True):
-        assert task_a.keys() == task_b.keys() == MULTIPLIER_BASE.keys()
-        for param in task_a:
-            np.testing.assert_array_equal(task_a[param], task_b[param])

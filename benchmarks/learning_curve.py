@@ -1,11 +1,11 @@
-"""Learning benchmark: PEARL on the point robot (configs/point-robot-quick.json) on this CPU.
+"""Learning benchmark: a config (default configs/point-robot-quick.json) trained per seed.
 
-Runs the quick config for each seed and prints, per iteration, the wall-clock time and the two
-returns the issue's bar is about, then the final figures:
+Prints, per iteration, the minutes of training so far (the run's own clock), the env steps and
+the two returns that show learning, then the final figures:
   AverageReturn_all_test_tasks        online adaptation from the agent's own exploration
   AverageTrainReturn_all_train_tasks  posterior from encoder-buffer context
 
-    python benchmarks/point_robot_learning.py [--seeds 0 1 2] [--set KEY=VALUE ...]
+    python benchmarks/learning_curve.py [--config C] [--seeds 0 1 2] [--set KEY=VALUE ...]
 """
 
 import argparse
@@ -51,11 +51,12 @@ def main() -> None:
         wall = time.perf_counter() - start
         rows = list(csv.DictReader(open(run_dir / "progress.csv")))
         print(f"\nseed {seed}: {run_dir}")
-        print(f"{'iter':>4} {'minutes':>8} {'test':>8} {'train-posterior':>16}")
+        print(f"{'iter':>4} {'minutes':>8} {'env steps':>10} {'test':>8} {'train-posterior':>16}")
         for row in rows:
             minutes = float(row["Total Train Time (s)"]) / 60
+            steps = int(float(row["Number of env steps total"]))
             test, train = float(row[TEST]), float(row[TRAIN])
-            print(f"{row['Epoch']:>4} {minutes:8.1f} {test:8.2f} {train:16.2f}")
+            print(f"{row['Epoch']:>4} {minutes:8.1f} {steps:10d} {test:8.2f} {train:16.2f}")
         tests = [float(row[TEST]) for row in rows]
         trains = [float(row[TRAIN]) for row in rows]
         finals.append((seed, tests, trains, wall))
