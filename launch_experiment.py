@@ -1,10 +1,19 @@
-"""Meta-train PEARL: python launch_experiment.py configs/X.json [options]."""
+"""Meta-train PEARL: python launch_experiment.py configs/X.json [options], or continue a run:
+python launch_experiment.py --resume output/ENV/RUN."""
 
 import sys
+from typing import NoReturn
 
 import click
 
-from rlkit.launchers.config import ConfigError, apply_override, load_config, validate
+from rlkit.launchers.config import (
+    ConfigError,
+    apply_override,
+    apply_resume_override,
+    load_config,
+    load_run_config,
+    validate,
+)
 
 DOCKER_HELP = """Running in Docker: build the image from docker/Dockerfile and run the same command
 inside it with the GPUs and output/ mounted, for example:
@@ -26,31 +35,68 @@ inside it with the GPUs and output/ mounted, for example:
     metavar="KEY=VALUE",
     help="Override a dotted config key, e.g. algo_params.num_iterations=3 (repeatable).",
 )
-def main(config, gpu, seed, debug, docker, overrides):
-    """Meta-train PEARL with CONFIG (a JSON file merged over configs/default.py)."""
+@click.option(
+    "--resume",
+    metavar="RUN_DIR",
+    default=None,
+    help="Continue the run in RUN_DIR from its last checkpoint, with its own settings.",
+)
+def main(config, gpu, seed, debug, docker, overrides, resume):
+    """Meta-train PEARL with CONFIG (a JSON file merged over configs/default.py), or continue
+    the run in RUN_DIR with --resume RUN_DIR."""
     if docker:
         click.echo(DOCKER_HELP)
         return
     try:
+        variant, where = settings(config, gpu, seed, debug, overrides, resume)
+    except ConfigError as err:
+        fail(f"error: {err}", 2)
+    # imported late: torch and the envs load only for a valid config
+    from rlkit.launchers.launcher import RunStopped, prepare, prepare_resume, run_experiment
+
+    try:
+        if resume is None:
+            run_experiment(prepare(variant, where))
+        else:
+            run_experiment(variant, resume, prepare_resume(resume, variant, where))
+    except ConfigError as err:
+        fail(f"error: {err}", 2)
+    except RunStopped as err:
+        fail(str(err), err.exit_code)
+    except KeyboardInterrupt:  # before training started: nothing to keep
+        fail("interrupted", 130)
+
+
+def settings(config, gpu, seed, debug, overrides, resume) -> tuple[dict, str]:
+    """The validated config of a new run, or of the run that --resume continues, and where
+    it came from (for error messages)."""
+    if resume is None:
         variant = load_config(config)
         for expression in overrides:
             apply_override(variant, expression)
         where = config or "default config"
-        if gpu is not None:
-            apply_override(variant, f"util_params.gpu_id={gpu}")
-        if seed is not None:
-            apply_override(variant, f"util_params.seed={seed}")
-        if debug:
-            variant["util_params"]["debug"] = True
-        validate(variant, where)
-        # imported late: torch and the envs load only for a valid config
-        from rlkit.launchers.launcher import prepare, run_experiment
+    else:
+        if config is not None or seed is not None or debug:
+            raise ConfigError(
+                f"--resume {resume}: a resumed run keeps its own settings "
+                "(RUN_DIR/variant.json): give no CONFIG, --seed or --debug"
+            )
+        variant, where = load_run_config(resume)
+        for expression in overrides:
+            apply_resume_override(variant, expression)
+    if gpu is not None:
+        apply_override(variant, f"util_params.gpu_id={gpu}")
+    if seed is not None:
+        apply_override(variant, f"util_params.seed={seed}")
+    if debug:
+        variant["util_params"]["debug"] = True
+    validate(variant, where)
+    return variant, where
 
-        prepare(variant, where)
-    except ConfigError as err:
-        click.echo(f"error: {err}", err=True)
-        sys.exit(2)
-    run_experiment(variant)
+
+def fail(message: str, exit_code: int) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(exit_code)
 
 
 if __name__ == "__main__":

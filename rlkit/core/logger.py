@@ -2,7 +2,12 @@
 
 Layout (readable by viskit): output/<env_name>/<timestamp>/ holding progress.csv (one row per
 iteration), variant.json (the merged config), versions.json, debug.log, the six network
-state dicts, online_returns.jsonl and, with dump_eval_paths, eval_trajectories/*.pkl.
+state dicts, online_returns.jsonl, checkpoint.pt (rlkit.core.checkpoint) and, with
+dump_eval_paths, eval_trajectories/*.pkl.
+
+progress.csv and online_returns.jsonl only grow, one record per iteration; `position()` tells
+how far they are, and a resumed run cuts them back there (`restore()`): the records of an
+iteration that its checkpoint never saw are written again when that iteration is redone.
 """
 
 import csv
@@ -17,6 +22,11 @@ from pathlib import Path
 import joblib
 import torch
 from torch import nn
+
+from rlkit.core.checkpoint import atomic_torch_save
+
+PROGRESS = "progress.csv"
+ONLINE_RETURNS = "online_returns.jsonl"
 
 
 def library_versions() -> dict[str, str]:
@@ -60,22 +70,54 @@ class RunLogger:
     def close(self) -> None:
         self._debug_log.close()
 
-    def log(self, message: str) -> None:
+    def log(self, message: str, echo: bool = True) -> None:
+        """A line in debug.log, printed too unless the logger or `echo` says not to (for
+        messages the caller shows its own way)."""
         stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         line = f"{stamp} | {message}"
         self._debug_log.write(line + "\n")
-        if self.echo:
+        if self.echo and echo:
             print(line, file=sys.stdout, flush=True)
 
     def save_variant(self, variant: dict) -> None:
         with open(self.run_dir / "variant.json", "w") as f:
             json.dump(variant, f, indent=2)
+
+    def save_versions(self) -> None:
         with open(self.run_dir / "versions.json", "w") as f:
             json.dump(library_versions(), f, indent=2)
 
+    def position(self) -> dict:
+        """The progress.csv columns and the byte lengths of the growing files, made durable
+        (fsync) so that a checkpoint never points past what is on disk."""
+        sizes = {}
+        for name in (PROGRESS, ONLINE_RETURNS):
+            path = self.run_dir / name
+            if path.exists():
+                with open(path, "rb+") as f:
+                    os.fsync(f.fileno())
+            sizes[name] = path.stat().st_size if path.exists() else 0
+        return {"columns": self._columns, "sizes": sizes}
+
+    def restore(self, position: dict | None) -> None:
+        """Cut the growing files back to `position` (what came after belongs to iterations
+        that are redone) and continue progress.csv with its columns; None: back to empty."""
+        if position is None:
+            position = {"columns": None, "sizes": {PROGRESS: 0, ONLINE_RETURNS: 0}}
+        for name, size in position["sizes"].items():
+            path = self.run_dir / name
+            actual = path.stat().st_size if path.exists() else 0
+            if actual < size:
+                raise ValueError(f"{path} is shorter than its checkpoint says ({actual} < {size})")
+            if size == 0:
+                path.unlink(missing_ok=True)
+            else:
+                os.truncate(path, size)
+        self._columns = position["columns"]
+
     def record_row(self, row: OrderedDict) -> None:
         """Append one iteration to progress.csv; the columns may not change between rows."""
-        path = self.run_dir / "progress.csv"
+        path = self.run_dir / PROGRESS
         if self._columns is None:
             self._columns = list(row)
             with open(path, "w", newline="") as f:
@@ -94,9 +136,9 @@ class RunLogger:
         for name, net in networks.items():
             state = net.state_dict()
             if overwrite_last:
-                _atomic_torch_save(state, self.run_dir / f"{name}.pth")
+                atomic_torch_save(state, self.run_dir / f"{name}.pth")
             if keep_numbered:
-                _atomic_torch_save(state, self.run_dir / f"{name}_itr_{epoch}.pth")
+                atomic_torch_save(state, self.run_dir / f"{name}_itr_{epoch}.pth")
 
     def save_extra(self, obj, relative_path: str) -> None:
         """Pickle `obj` (joblib) to RUN/relative_path.pkl, as the reference's save_extra_data."""
@@ -106,11 +148,5 @@ class RunLogger:
 
     def save_online_returns(self, epoch: int, train: list[float], test: list[float]) -> None:
         """Per-trajectory returns of the evaluation runs (mean over tasks), one line per epoch."""
-        with open(self.run_dir / "online_returns.jsonl", "a") as f:
+        with open(self.run_dir / ONLINE_RETURNS, "a") as f:
             f.write(json.dumps({"epoch": epoch, "train": train, "test": test}) + "\n")
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)

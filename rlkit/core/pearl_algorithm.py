@@ -6,11 +6,21 @@ Each iteration (SPEC section 4):
     num_steps_prior with z ~ prior (both buffers), num_steps_posterior with z ~ posterior
     (both), num_extra_rl_steps_posterior with z ~ posterior (RL buffer only);
   - num_train_steps_per_itr meta-gradient steps on meta_batch train tasks;
-  - evaluation, logging, snapshot.
+  - evaluation, logging, snapshot, checkpoint.
 
 Tasks of one phase are collected together, one env per task slot (rlkit.samplers.rollout).
+
+Checkpoints (rlkit.core.checkpoint): after every iteration the whole state (networks,
+optimizers, both buffers, every random generator, counters, the logger's position) is saved,
+after the iteration's row. A stop on request (Ctrl-C) saves it between two meta-gradient
+steps. `load_state_dict` puts a freshly built algorithm back into that state, and `train()`
+then continues exactly as the uninterrupted run would have.
+
+Every meta-gradient step's gradients are checked for NaN/inf on the device (no sync); the flags
+are read once per iteration, and a bad one stops training before that iteration is saved.
 """
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -18,6 +28,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from rlkit.core.checkpoint import save_checkpoint
 from rlkit.core.logger import RunLogger
 from rlkit.core.progress import progress_bar
 from rlkit.data_management.multitask_replay_buffer import MultiTaskReplayBuffer
@@ -35,6 +46,22 @@ TRAINING_STAT_KEYS = (
         for stat in ("Mean", "Std", "Max", "Min")
     ]
 )
+
+LOSSES = ("QF Loss", "KL Loss", "VF Loss", "Policy Loss")
+# which loss an optimizer's gradients come from; the encoder's gradients also hold the Q loss's,
+# so a bad encoder gradient with good critic gradients points at the KL term
+LOSS_OF_OPTIMIZER = {
+    "qf1_optimizer": "QF Loss",
+    "qf2_optimizer": "QF Loss",
+    "context_optimizer": "KL Loss",
+    "vf_optimizer": "VF Loss",
+    "policy_optimizer": "Policy Loss",
+}
+NO_BAD_STEP = 2**62
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or inf; the message names the loss and the iteration."""
 
 
 def duplicate_rounds(draws: Sequence[int]) -> list[list[int]]:
@@ -134,6 +161,53 @@ class PEARLAlgorithm:
         self.n_rollouts_total = 0
         self._train_stats: OrderedDict | None = None
         self._previous_eval_time = 0.0
+        # where the loop stands: the iteration under way (or next), and how many of its
+        # meta-gradient steps are done (None: its data is not collected yet)
+        self.epoch = 0
+        self._steps_done: int | None = None
+        self._sample_time = 0.0
+        self._train_time = 0.0
+        self._elapsed = 0.0  # Total Train Time of the runs before this one (resumed runs)
+        self._segment_start = time.perf_counter()
+        self.stop_requested = False
+        # where the last checkpoint written or loaded stands (epoch, steps_done)
+        self.saved_epoch, self.saved_steps_done = 0, None
+        self._watch_gradients()
+
+    # ----------------------------------------------------------------- divergence
+    def _watch_gradients(self) -> None:
+        """Before every optimizer step, record on the device the first step of the iteration
+        whose gradients are not finite, per loss. A NaN or inf loss gives such gradients, and
+        Adam carries them into the weights, so nothing is synced per step."""
+        self._first_bad_step = torch.full((len(LOSSES),), NO_BAD_STEP, device=self.device)
+        for attribute, loss in LOSS_OF_OPTIMIZER.items():
+            index = LOSSES.index(loss)
+
+            def check(optimizer, _args, _kwargs, index=index):
+                grads = [p.grad for g in optimizer.param_groups for p in g["params"]]
+                grads = [g for g in grads if g is not None]
+                if not grads:
+                    return
+                total = torch.stack(torch._foreach_norm(grads)).sum()
+                step = torch.where(torch.isfinite(total), NO_BAD_STEP, self._steps_done or 0)
+                self._first_bad_step[index] = torch.minimum(self._first_bad_step[index], step)
+
+            getattr(self.trainer, attribute).register_step_pre_hook(check)
+
+    def _check_finite(self) -> None:
+        """Raise TrainingDiverged naming the first loss that went bad in this iteration (ties:
+        in the order of the step), or whose logged value (first step) is not finite."""
+        first = self._first_bad_step.tolist()
+        stats = self._train_stats or {}
+        logged = [k for k, v in stats.items() if k in LOSSES and not math.isfinite(v)]
+        if min(first) == NO_BAD_STEP and not logged:
+            return
+        if min(first) < NO_BAD_STEP:
+            loss = LOSSES[first.index(min(first))]
+            where = f"meta-gradient step {int(min(first))} of iteration {self.epoch}"
+        else:
+            loss, where = logged[0], f"iteration {self.epoch}"
+        raise TrainingDiverged(f"{loss} became NaN or inf at {where}")
 
     # ----------------------------------------------------------------- env slots
     def _env(self, slot: int):
@@ -354,51 +428,175 @@ class PEARLAlgorithm:
         for net in self.trainer.networks.values():
             net.train(mode)
 
-    def train(self) -> None:
-        start = time.perf_counter()
-        for epoch in range(self.num_iterations):
-            self._set_training_mode(True)
-            t0 = time.perf_counter()
-            if epoch == 0:
-                self.logger.log("collecting the initial pool of data for the train tasks")
-                self.collect_data(
-                    self.train_tasks, self.num_initial_steps, np.inf, desc="initial data"
-                )
-            self._collect_iteration_data()
-            t1 = time.perf_counter()
-            self._train_stats = None
-            with progress_bar(self.num_train_steps_per_itr, f"iteration {epoch}: training") as bar:
-                for _ in range(self.num_train_steps_per_itr):
-                    indices = self.rng.choice(self.train_tasks, self.meta_batch)
-                    self._do_training(indices)
-                    self.n_train_steps_total += 1
-                    bar.update()
-            t2 = time.perf_counter()
-            self._set_training_mode(False)
-            eval_stats = self.evaluate(epoch)
-            t3 = time.perf_counter()
-            self.logger.save_snapshot(
-                epoch, self.trainer.networks, self.snapshot_mode, self.snapshot_gap
-            )
+    # ----------------------------------------------------------------- checkpoints
+    @property
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {
+            name: value
+            for name, value in vars(self.trainer).items()
+            if isinstance(value, torch.optim.Optimizer)
+        }
 
-            row = OrderedDict()
-            train_stats = self._train_stats or {}
-            for key in TRAINING_STAT_KEYS:
-                row[key] = train_stats.get(key, float("nan"))
-            row.update(eval_stats)
-            row["Number of train steps total"] = self.n_train_steps_total
-            row["Number of env steps total"] = self.n_env_steps_total
-            row["Number of rollouts total"] = self.n_rollouts_total
-            row["Train Time (s)"] = t2 - t1
-            row["(Previous) Eval Time (s)"] = self._previous_eval_time
-            row["Sample Time (s)"] = t1 - t0
-            row["Epoch Time (s)"] = t3 - t0
-            row["Total Train Time (s)"] = time.perf_counter() - start
-            row["Epoch"] = epoch
-            self.logger.record_row(row)
-            self._previous_eval_time = t3 - t2
-            self.logger.log(
-                f"iteration {epoch}: test return {row['AverageReturn_all_test_tasks']:.2f}, "
-                f"train return (buffer posterior) {row['AverageTrainReturn_all_train_tasks']:.2f}, "
-                f"{t3 - t0:.1f} s"
-            )
+    def state_dict(self) -> dict:
+        """Everything train() needs to go on as if never stopped (rlkit.core.checkpoint)."""
+        cuda = self.device.type == "cuda"
+        return {
+            "networks": {name: net.state_dict() for name, net in self.trainer.networks.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self._optimizers.items()},
+            "replay_buffer": self.replay_buffer.state_dict(),
+            "enc_replay_buffer": self.enc_replay_buffer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
+            "env_rngs": [env.unwrapped.np_random.bit_generator.state for env in self._envs],
+            "epoch": self.epoch,
+            "steps_done": self._steps_done,
+            "train_stats": dict(self._train_stats) if self._train_stats is not None else None,
+            "counters": {
+                "n_env_steps_total": self.n_env_steps_total,
+                "n_train_steps_total": self.n_train_steps_total,
+                "n_rollouts_total": self.n_rollouts_total,
+            },
+            "times": {
+                "previous_eval": self._previous_eval_time,
+                "sample": self._sample_time,
+                "train": self._train_time,
+                "elapsed": self._elapsed_now(),
+            },
+            "logger": self.logger.position(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore state_dict() into an algorithm built from the same config. Whatever the build
+        drew from the random generators (env seeds, network init) is overwritten."""
+        for name, net in self.trainer.networks.items():
+            net.load_state_dict(state["networks"][name])
+        for name, opt in self._optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.replay_buffer.load_state_dict(state["replay_buffer"])
+        self.enc_replay_buffer.load_state_dict(state["enc_replay_buffer"])
+        if state["env_rngs"]:
+            self._env(len(state["env_rngs"]) - 1)
+        for env, env_rng in zip(self._envs, state["env_rngs"], strict=False):
+            env.unwrapped.np_random.bit_generator.state = env_rng
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.epoch = state["epoch"]
+        self._steps_done = state["steps_done"]
+        stats = state["train_stats"]
+        self._train_stats = OrderedDict(stats) if stats is not None else None
+        for name, value in state["counters"].items():
+            setattr(self, name, value)
+        times = state["times"]
+        self._previous_eval_time = times["previous_eval"]
+        self._sample_time = times["sample"]
+        self._train_time = times["train"]
+        self._elapsed = times["elapsed"]
+        self.logger.restore(state["logger"])
+        self.saved_epoch, self.saved_steps_done = self.epoch, self._steps_done
+
+    def save_checkpoint(self) -> None:
+        save_checkpoint(self.logger.run_dir, self.state_dict())
+        self.saved_epoch, self.saved_steps_done = self.epoch, self._steps_done
+
+    def _elapsed_now(self) -> float:
+        return self._elapsed + time.perf_counter() - self._segment_start
+
+    # ----------------------------------------------------------------- loop
+    def _set_training_mode(self, mode: bool) -> None:
+        for net in self.trainer.networks.values():
+            net.train(mode)
+
+    def train(self) -> bool:
+        """Run the iterations from where the algorithm stands to num_iterations; True when all
+        are done, False when it stopped on request (stop_requested), a checkpoint saved."""
+        self._segment_start = time.perf_counter()
+        try:
+            while self.epoch < self.num_iterations:
+                if self.stop_requested:
+                    return False
+                self._set_training_mode(True)
+                if self._steps_done is None:
+                    self._collect(self.epoch)
+                if not self._train_steps():
+                    return False
+                self._finish_iteration()
+            return True
+        finally:
+            self._elapsed = self._elapsed_now()
+            self._segment_start = time.perf_counter()
+
+    def _collect(self, epoch: int) -> None:
+        t0 = time.perf_counter()
+        if epoch == 0:
+            self.logger.log("collecting the initial pool of data for the train tasks")
+            self.collect_data(self.train_tasks, self.num_initial_steps, np.inf, desc="initial data")
+        self._collect_iteration_data()
+        self._sample_time = time.perf_counter() - t0
+        self._train_time = 0.0
+        self._train_stats = None
+        self._steps_done = 0
+
+    def _train_steps(self) -> bool:
+        """The iteration's remaining meta-gradient steps; False when a stop was requested
+        (then saved between two steps)."""
+        self._first_bad_step.fill_(NO_BAD_STEP)
+        t1 = time.perf_counter()
+        remaining = self.num_train_steps_per_itr - self._steps_done
+        with progress_bar(remaining, f"iteration {self.epoch}: training") as bar:
+            while self._steps_done < self.num_train_steps_per_itr:
+                if self.stop_requested:
+                    self._train_time += time.perf_counter() - t1
+                    self._check_finite()
+                    self.save_checkpoint()
+                    self.logger.log(
+                        f"stopped at iteration {self.epoch} after {self._steps_done} "
+                        "meta-gradient steps; checkpoint saved"
+                    )
+                    return False
+                indices = self.rng.choice(self.train_tasks, self.meta_batch)
+                self._do_training(indices)
+                self.n_train_steps_total += 1
+                self._steps_done += 1
+                bar.update()
+        self._train_time += time.perf_counter() - t1
+        self._check_finite()
+        return True
+
+    def _finish_iteration(self) -> None:
+        """Evaluate, write the snapshot and the row, then the checkpoint: a kill between the
+        row and the checkpoint leaves a row that the resumed run cuts off and writes again."""
+        epoch = self.epoch
+        self._set_training_mode(False)
+        t2 = time.perf_counter()
+        eval_stats = self.evaluate(epoch)
+        eval_time = time.perf_counter() - t2
+        self.logger.save_snapshot(
+            epoch, self.trainer.networks, self.snapshot_mode, self.snapshot_gap
+        )
+        row = OrderedDict()
+        train_stats = self._train_stats or {}
+        for key in TRAINING_STAT_KEYS:
+            row[key] = train_stats.get(key, float("nan"))
+        row.update(eval_stats)
+        row["Number of train steps total"] = self.n_train_steps_total
+        row["Number of env steps total"] = self.n_env_steps_total
+        row["Number of rollouts total"] = self.n_rollouts_total
+        row["Train Time (s)"] = self._train_time
+        row["(Previous) Eval Time (s)"] = self._previous_eval_time
+        row["Sample Time (s)"] = self._sample_time
+        row["Epoch Time (s)"] = self._sample_time + self._train_time + eval_time
+        row["Total Train Time (s)"] = self._elapsed_now()
+        row["Epoch"] = epoch
+        self.logger.record_row(row)
+        self._previous_eval_time = eval_time
+        self.logger.log(
+            f"iteration {epoch}: test return {row['AverageReturn_all_test_tasks']:.2f}, "
+            f"train return (buffer posterior) {row['AverageTrainReturn_all_train_tasks']:.2f}, "
+            f"{row['Epoch Time (s)']:.1f} s"
+        )
+        self.epoch = epoch + 1
+        self._steps_done = None
+        self.save_checkpoint()

@@ -3,13 +3,15 @@
 Every field is one array (tasks, capacity, dim). The allocated capacity starts small and
 doubles up to `max_size` as data arrives, so memory follows the data stored rather than
 max_size x tasks. Whole trajectories are remembered (start, length) for the recurrent
-encoder, which reads context as ordered trajectories.
+encoder, which reads context as ordered trajectories. `state_dict()` holds only the stored
+transitions (for checkpoints), so its size grows with the data too.
 """
 
 from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
+import torch
 
 from rlkit.data_management.path import Path
 
@@ -105,6 +107,45 @@ class MultiTaskReplayBuffer:
     def num_trajectories(self, task: int) -> int:
         (row,) = self._rows(task)
         return len(self._episodes[row])
+
+    def state_dict(self) -> dict:
+        """Every task's stored transitions and bookkeeping, as tensors that share memory with the
+        buffer: a task's transitions always occupy positions [0, size) (filled from 0 after a
+        clear, wrapping only once full)."""
+        return {
+            "max_size": self.max_size,
+            "tasks": list(self.tasks),
+            "capacity": self._capacity,
+            "top": torch.from_numpy(self._top.copy()),
+            "size": torch.from_numpy(self._size.copy()),
+            "data": {
+                name: [
+                    torch.from_numpy(self._data[name][row, :size])
+                    for row, size in enumerate(self._size)
+                ]
+                for name in FIELDS
+            },
+            "episodes": [
+                torch.tensor(list(e), dtype=torch.int64).reshape(-1, 2) for e in self._episodes
+            ],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what state_dict() returned, into a buffer built with the same tasks."""
+        if state["tasks"] != self.tasks or state["max_size"] != self.max_size:
+            raise ValueError("the saved replay buffer has other tasks or another max_size")
+        n, capacity = len(self.tasks), int(state["capacity"])
+        self._data = {name: self._alloc(n, capacity, dim) for name, dim in self._dims.items()}
+        self._capacity = capacity
+        self._top = state["top"].numpy().copy()
+        self._size = state["size"].numpy().copy()
+        for name in FIELDS:
+            for row, values in enumerate(state["data"][name]):
+                self._data[name][row, : len(values)] = values.numpy()
+        self._episodes = [deque(map(tuple, e.tolist())) for e in state["episodes"]]
+        self._stored_in_episodes = np.array(
+            [sum(length for _, length in e) for e in self._episodes], dtype=np.int64
+        )
 
     def _check_nonempty(self, rows: np.ndarray) -> None:
         empty = rows[self._size[rows] == 0]

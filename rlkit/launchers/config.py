@@ -1,5 +1,6 @@
 """Experiment configs: load a JSON file, deep-merge it over the defaults, apply `--set`
-overrides, and validate everything before any work starts.
+overrides, and validate everything before any work starts; the same for the run folder that
+`--resume` continues (its variant.json is its config).
 
 Every problem raises ConfigError with one line naming the file and the key.
 """
@@ -9,6 +10,7 @@ import difflib
 import inspect
 import json
 import math
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -63,6 +65,8 @@ UNIT_INTERVAL = {"algo_params.discount", "algo_params.soft_target_tau"}
 SNAPSHOT_MODES = ("last", "all", "gap", "gap_and_last", "none")
 # keys whose default is None and the type they take otherwise
 OPTIONAL = {"path_to_weights": str, "util_params.seed": int}
+# what `--resume` may change: the run's length and the machine it runs on
+RESUMABLE = ("algo_params.num_iterations", "util_params.use_gpu", "util_params.gpu_id")
 
 
 def _type_name(value) -> str:
@@ -140,12 +144,16 @@ def load_config(path: str | None) -> dict:
     if path is None:
         return variant
     file = Path(path)
+    if file.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a config file")
     if not file.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        text = file.read_text()
+        text = file.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the config file ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot read the config file (not UTF-8 text)") from None
     try:
         overrides = json.loads(text)
     except json.JSONDecodeError as err:
@@ -175,6 +183,40 @@ def apply_override(variant: dict, expression: str) -> None:
             raise ConfigError(f"{where}: empty key component in '{key}'")
         nested = {part: nested}
     merge_into(variant, nested, where)
+
+
+def load_run_config(run_dir: str) -> tuple[dict, str]:
+    """The config of the run folder that `--resume RUN_DIR` continues, and its file's name."""
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise ConfigError(f"--resume {run_dir}: no such folder")
+    file = folder / "variant.json"
+    if not file.is_file():
+        raise ConfigError(f"--resume {run_dir}: not a run folder (it has no variant.json)")
+    return load_config(str(file)), str(file)
+
+
+def apply_resume_override(variant: dict, expression: str) -> None:
+    """`--set` with `--resume`: only the keys in RESUMABLE; the rest would change the run."""
+    key = expression.partition("=")[0].strip()
+    if key not in RESUMABLE:
+        raise ConfigError(
+            f"--set {expression}: a resumed run keeps its settings; with --resume only "
+            f"{', '.join(RESUMABLE)} may be set"
+        )
+    apply_override(variant, expression)
+
+
+def check_output_folder(folder: str, key: str, where: str) -> None:
+    """`folder`, or the nearest of its parents that exists, must be a folder we may write in;
+    checked before anything is written."""
+    path = Path(folder).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    if not path.is_dir():
+        raise ConfigError(f"{where}: {key}: cannot create '{folder}': '{path}' is not a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{where}: {key}: cannot write in '{path}'")
 
 
 def validate(variant: dict, where: str) -> None:

@@ -1,6 +1,11 @@
-"""Build a PEARL experiment from a validated config and run it."""
+"""Build a PEARL experiment from a validated config and run it, or resume a run from its
+checkpoint; Ctrl-C stops it cleanly between two steps."""
 
+import contextlib
+import json
 import os
+import signal
+import threading
 import warnings
 from functools import partial
 from pathlib import Path
@@ -8,17 +13,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlkit.core.logger import RunLogger, create_run_dir
-from rlkit.core.pearl_algorithm import PEARLAlgorithm
+from rlkit.core.checkpoint import checkpoint_path, load_checkpoint
+from rlkit.core.logger import RunLogger, create_run_dir, library_versions
+from rlkit.core.pearl_algorithm import PEARLAlgorithm, TrainingDiverged
 from rlkit.envs import ENVS
 from rlkit.envs.wrappers import NormalizedBoxEnv
-from rlkit.launchers.config import ConfigError, check_task_counts
+from rlkit.launchers.config import ConfigError, check_output_folder, check_task_counts
 from rlkit.torch.agent import PEARLAgent
 from rlkit.torch.networks import Mlp, MlpEncoder, RecurrentEncoder, TanhGaussianPolicy
 from rlkit.torch.pearl_trainer import PEARLTrainer
 from rlkit.torch.pytorch_util import select_device
 
 ENCODER_HIDDEN = [200, 200, 200]
+EXIT_DIVERGED = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process stopped by Ctrl-C
+
+
+class RunStopped(Exception):
+    """Training ended before its last iteration; the one-line message says why and how to go
+    on, `exit_code` is what the launcher exits with."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def make_env(variant: dict) -> NormalizedBoxEnv:
@@ -41,6 +58,9 @@ def build_networks(variant: dict, obs_dim: int, action_dim: int) -> dict[str, to
         qf2=Mlp(hidden, 1, obs_dim + action_dim + latent),
         vf=Mlp(hidden, 1, obs_dim + latent),
     )
+
+
+WEIGHT_NAMES = ("context_encoder", "policy", "qf1", "qf2", "vf", "target_vf")
 
 
 def build_trainer(variant: dict, obs_dim: int, action_dim: int) -> PEARLTrainer:
@@ -68,22 +88,57 @@ def build_trainer(variant: dict, obs_dim: int, action_dim: int) -> PEARLTrainer:
     )
 
 
+def weight_files(folder: str) -> dict[str, Path]:
+    return {name: Path(folder) / f"{name}.pth" for name in WEIGHT_NAMES}
+
+
 def load_weights(trainer: PEARLTrainer, folder: str, device: torch.device) -> None:
     """Start from the six NAME.pth state dicts in `folder`."""
+    files = weight_files(folder)
     for name, net in trainer.networks.items():
-        path = Path(folder) / f"{name}.pth"
-        if not path.is_file():
-            raise ConfigError(f"path_to_weights: {path} is missing")
-        net.load_state_dict(torch.load(path, map_location=device))
+        net.load_state_dict(torch.load(files[name], map_location=device))
+
+
+def check_run_inputs(variant: dict, where: str) -> dict:
+    """Checks that need the env (task counts) or the start weights, and fills in the seed."""
+    env = make_env(variant)
+    check_task_counts(variant, len(env.get_all_task_idx()), where)
+    if variant["path_to_weights"] is not None:
+        for path in weight_files(variant["path_to_weights"]).values():
+            if not path.is_file():
+                raise ConfigError(f"{where}: path_to_weights: {path} is missing")
+    util = variant["util_params"]
+    if util["seed"] is None:
+        util["seed"] = int(np.random.SeedSequence().entropy % (2**31))
+    return variant
 
 
 def prepare(variant: dict, where: str) -> dict:
-    """Checks that need the env (task counts) and fills in the seed; no files written."""
-    env = make_env(variant)
-    check_task_counts(variant, len(env.get_all_task_idx()), where)
-    if variant["util_params"]["seed"] is None:
-        variant["util_params"]["seed"] = int(np.random.SeedSequence().entropy % (2**31))
+    """Everything checked before a new run starts (no files written); fills in the seed."""
+    check_run_inputs(variant, where)
+    check_output_folder(variant["util_params"]["base_log_dir"], "util_params.base_log_dir", where)
     return variant
+
+
+def prepare_resume(run_dir: str, variant: dict, where: str) -> dict | None:
+    """prepare() for `--resume RUN_DIR`, and the run's checkpoint (None: it stopped before one
+    was written, and starts again from the beginning)."""
+    check_run_inputs(variant, where)
+    check_output_folder(run_dir, "--resume", where)
+    try:
+        checkpoint = load_checkpoint(Path(run_dir))
+    except Exception as err:  # a torn or foreign file: any unpickling error
+        message = str(err).strip().split("\n")[0].split(". ")[0] or type(err).__name__
+        raise ConfigError(
+            f"{checkpoint_path(Path(run_dir))}: not a readable checkpoint ({message})"
+        ) from None
+    iterations = variant["algo_params"]["num_iterations"]
+    if checkpoint is not None and checkpoint["epoch"] > iterations:
+        raise ConfigError(
+            f"{where}: algo_params.num_iterations ({iterations}) is less than the "
+            f"{checkpoint['epoch']} iterations the run has done"
+        )
+    return checkpoint
 
 
 def build_algorithm(variant: dict, logger: RunLogger, device: torch.device) -> PEARLAlgorithm:
@@ -114,8 +169,108 @@ def build_algorithm(variant: dict, logger: RunLogger, device: torch.device) -> P
     )
 
 
-def run_experiment(variant: dict) -> Path:
-    """Train PEARL as configured; returns the run folder."""
+def describe_position(epoch: int, steps_done: int | None) -> str:
+    """Where a checkpoint stands, in words."""
+    if steps_done is None:
+        return f"after iteration {epoch - 1}" if epoch else "at the start"
+    return f"in iteration {epoch}, after {steps_done} meta-gradient steps"
+
+
+def resume_hint(run_dir: Path) -> str:
+    return f"resume with: python launch_experiment.py --resume {run_dir}"
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def stop_on_ctrl_c(algorithm: PEARLAlgorithm):
+    """The first Ctrl-C (or SIGTERM, as a pre-empted job receives) asks the algorithm to stop at
+    its next safe point (it saves a checkpoint there); a second one raises KeyboardInterrupt at
+    once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(_signum, _frame):
+        algorithm.stop_requested = True
+        for number in STOP_SIGNALS:
+            signal.signal(number, signal.default_int_handler)
+        # os.write: a print here could re-enter a write the main thread is in the middle of
+        os.write(2, b"stopping after the current step (Ctrl-C again to stop at once)\n")
+
+    previous = {number: signal.signal(number, request_stop) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def open_run(variant: dict, resume_dir: Path | None) -> RunLogger:
+    """The logger of a new run folder, or of the resumed one; ConfigError when the folder
+    cannot be written (before any training)."""
+    util = variant["util_params"]
+    try:
+        if resume_dir is None:
+            run_dir = create_run_dir(util["base_log_dir"], variant["env_name"], debug=util["debug"])
+        else:
+            run_dir = resume_dir
+        logger = RunLogger(run_dir)
+        logger.save_variant(variant)
+        if resume_dir is None:
+            logger.save_versions()
+        if variant["algo_params"]["dump_eval_paths"]:
+            (run_dir / "eval_trajectories").mkdir(exist_ok=True)
+    except OSError as err:
+        folder = err.filename or util["base_log_dir"]
+        raise ConfigError(f"cannot write the run folder '{folder}' ({err.strerror})") from None
+    return logger
+
+
+def restore(algorithm: PEARLAlgorithm, checkpoint: dict | None, run_dir: Path) -> None:
+    """Put a freshly built algorithm in the checkpoint's state (None: cut the run's files back
+    to empty, to start again); ConfigError when the checkpoint does not fit the run."""
+    try:
+        if checkpoint is None:
+            algorithm.logger.restore(None)
+        else:
+            algorithm.load_state_dict(checkpoint)
+    except (ValueError, RuntimeError, KeyError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        raise ConfigError(
+            f"{checkpoint_path(run_dir)}: does not fit the run's variant.json ({first_line})"
+        ) from None
+
+
+def _log_resume(logger: RunLogger, algorithm: PEARLAlgorithm, checkpoint: dict | None) -> None:
+    if checkpoint is None:
+        logger.log("resumed a run without a checkpoint: starting again from iteration 0")
+        return
+    position = describe_position(checkpoint["epoch"], checkpoint["steps_done"])
+    if algorithm.epoch >= algorithm.num_iterations:
+        logger.log(f"resumed {position}: all {algorithm.num_iterations} iterations are done")
+    else:
+        logger.log(f"resumed {position}: continuing with iteration {algorithm.epoch}")
+    versions = logger.run_dir / "versions.json"
+    saved = json.loads(versions.read_text()) if versions.is_file() else {}
+    for name, now in library_versions().items():
+        if saved.get(name, now) != now:
+            logger.log(f"warning: {name} {now} now, {saved[name]} when the run started")
+
+
+def run_experiment(
+    variant: dict, resume_dir: Path | None = None, checkpoint: dict | None = None
+) -> Path:
+    """Train PEARL as configured; returns the run folder. With `resume_dir`, continue that run
+    from `checkpoint` (prepare_resume), or from the beginning when it has none; the checkpoint
+    is let go once restored (pass it as an expression, not a variable kept alive: its buffers
+    can be large).
+
+    ConfigError: the folder cannot be written, or the checkpoint does not fit the run (nothing
+    trained yet). RunStopped: a loss diverged, or Ctrl-C; a checkpoint of the last good state
+    is on disk.
+    """
     util = variant["util_params"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -124,15 +279,39 @@ def run_experiment(variant: dict) -> Path:
         print(f"warning: {w.message}")
 
     os.environ["DEBUG"] = str(int(util["debug"]))
-    run_dir = create_run_dir(util["base_log_dir"], variant["env_name"], debug=util["debug"])
-    logger = RunLogger(run_dir)
-    logger.save_variant(variant)
-    if variant["algo_params"]["dump_eval_paths"]:
-        (run_dir / "eval_trajectories").mkdir(exist_ok=True)
+    resume_dir = Path(resume_dir) if resume_dir is not None else None
+    logger = open_run(variant, resume_dir)
+    run_dir = logger.run_dir
     logger.log(f"run folder: {run_dir}")
     logger.log(f"device: {device}, seed: {util['seed']}")
     try:
-        build_algorithm(variant, logger, device).train()
+        algorithm = build_algorithm(variant, logger, device)
+        if resume_dir is not None:
+            restore(algorithm, checkpoint, run_dir)
+            _log_resume(logger, algorithm, checkpoint)
+            del checkpoint
+        with stop_on_ctrl_c(algorithm):
+            finished = algorithm.train()
+        if not finished:
+            message = f"interrupted; {resume_hint(run_dir)}"
+            logger.log(message, echo=False)
+            raise RunStopped(message, EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        kept = checkpoint_path(run_dir).is_file()
+        message = f"interrupted; {'its last checkpoint is kept; ' if kept else ''}"
+        message += resume_hint(run_dir)
+        logger.log(message, echo=False)
+        raise RunStopped(message, EXIT_INTERRUPTED) from None
+    except TrainingDiverged as err:
+        kept = checkpoint_path(run_dir).is_file()
+        position = describe_position(algorithm.saved_epoch, algorithm.saved_steps_done)
+        message = f"{err}; " + (
+            f"the last good checkpoint ({position}) is kept in {run_dir}"
+            if kept
+            else f"no checkpoint was written in {run_dir}"
+        )
+        logger.log(message, echo=False)
+        raise RunStopped(f"error: {message}", EXIT_DIVERGED) from None
     finally:
         logger.log(f"results in {run_dir}")
         logger.close()

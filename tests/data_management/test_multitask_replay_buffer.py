@@ -1,7 +1,10 @@
 """Per-task FIFO buffers: contents, wrap-around, growth, batched sampling, trajectories."""
 
+import io
+
 import numpy as np
 import pytest
+import torch
 
 from rlkit.data_management.multitask_replay_buffer import MultiTaskReplayBuffer
 from rlkit.data_management.path import Path
@@ -79,3 +82,56 @@ def test_sequences_concatenate_whole_trajectories_and_cut_the_last():
     for k in (0, 3):
         assert list(seq[k : k + 3]) in ([0, 1, 2], [10, 11, 12])
     assert seq[6] in (0, 10)
+
+
+def saved_size(buffer):
+    data = io.BytesIO()
+    torch.save(buffer.state_dict(), data)
+    return len(data.getvalue())
+
+
+def test_state_dict_round_trip_holds_only_the_stored_transitions():
+    buffer = MultiTaskReplayBuffer(10, 2, 1, tasks=[0, 5], initial_capacity=4)
+    for start in (0, 10, 20):  # task 0 wraps around and drops its first trajectory
+        buffer.add_path(0, make_path(4, start=start))
+    buffer.add_path(5, make_path(3, start=100))
+    buffer.add_path(5, make_path(2, start=200))
+    buffer.clear(5)
+    buffer.add_path(5, make_path(2, start=300))
+    # through a file, as a checkpoint goes
+    data = io.BytesIO()
+    torch.save(buffer.state_dict(), data)
+    data.seek(0)
+    restored = MultiTaskReplayBuffer(10, 2, 1, tasks=[0, 5])
+    restored.load_state_dict(torch.load(data, weights_only=True))
+    for task in (0, 5):
+        assert restored.size(task) == buffer.size(task)
+        assert restored.num_trajectories(task) == buffer.num_trajectories(task)
+    for method in ("random_batch", "random_sequences"):
+        expected = getattr(buffer, method)([0, 5, 0], 9, np.random.default_rng(3))
+        got = getattr(restored, method)([0, 5, 0], 9, np.random.default_rng(3))
+        for name in expected:
+            np.testing.assert_array_equal(got[name], expected[name])
+    # both go on alike: the FIFO position and the trajectory bookkeeping came back too
+    for b in (buffer, restored):
+        b.add_path(0, make_path(4, start=30))
+    assert restored.num_trajectories(0) == buffer.num_trajectories(0) == 2
+    expected = buffer.random_sequences([0], 12, np.random.default_rng(4))["rewards"]
+    np.testing.assert_array_equal(
+        restored.random_sequences([0], 12, np.random.default_rng(4))["rewards"], expected
+    )
+    with pytest.raises(ValueError, match="other tasks"):
+        MultiTaskReplayBuffer(10, 2, 1, tasks=[0, 6]).load_state_dict(buffer.state_dict())
+
+
+def test_saved_size_grows_with_the_data_not_with_max_size():
+    buffer = MultiTaskReplayBuffer(1_000_000, 2, 1, tasks=range(20))
+    empty = saved_size(buffer)
+    buffer.add_path(0, make_path(1000))
+    one = saved_size(buffer)
+    buffer.add_path(1, make_path(1000))
+    two = saved_size(buffer)
+    per_transition = (2 + 1 + 1 + 1 + 2 + 1) * 4  # float32 fields
+    assert one - empty == pytest.approx(1000 * per_transition, rel=0.05)
+    assert two - one == pytest.approx(1000 * per_transition, rel=0.05)
+    assert empty < 50_000

@@ -11,8 +11,11 @@ from configs.default import default_config
 from rlkit.launchers.config import (
     ConfigError,
     apply_override,
+    apply_resume_override,
+    check_output_folder,
     check_task_counts,
     load_config,
+    load_run_config,
     validate,
 )
 
@@ -206,6 +209,23 @@ def test_missing_file(tmp_path):
     assert_names(message, path)
 
 
+def test_unreadable_file(tmp_path, monkeypatch):
+    path = write_config(tmp_path, {"net_size": 64})
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_text", denied)
+    assert_names(error_message(load_config, path), path, "cannot read", "Permission denied")
+
+
+def test_binary_file_or_folder_instead_of_a_config(tmp_path):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(b"\x80\x02\xff binary")
+    assert_names(error_message(load_config, str(path)), str(path), "not UTF-8")
+    assert_names(error_message(load_config, str(tmp_path)), str(tmp_path), "is a folder")
+
+
 def test_malformed_json_names_line_and_column(tmp_path):
     path = write_config(tmp_path, '{\n  "net_size": 64,\n  "latent_size": ,\n  "x": 1\n}')
     message = error_message(load_config, path)
@@ -368,3 +388,43 @@ def test_env_params_of_the_wrong_type(tmp_path, env_params, key):
     message = str(info.value)
     assert "\n" not in message
     assert_names(message, path, key)
+
+
+# ------------------------------------------------------------------ output folder, --resume
+
+
+def test_output_folder_may_be_created_under_a_writable_folder(tmp_path):
+    check_output_folder(str(tmp_path / "not" / "yet"), "util_params.base_log_dir", "x.json")
+    assert not (tmp_path / "not").exists()
+
+
+def test_output_folder_with_a_file_in_the_way(tmp_path):
+    (tmp_path / "file").write_text("")
+    folder = str(tmp_path / "file" / "logs")
+    message = error_message(check_output_folder, folder, "util_params.base_log_dir", "x.json")
+    assert_names(message, "x.json", "util_params.base_log_dir", str(tmp_path / "file"), "not a")
+
+
+def test_output_folder_without_write_permission(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # root may write anywhere
+    folder = str(tmp_path / "logs")
+    message = error_message(check_output_folder, folder, "util_params.base_log_dir", "x.json")
+    assert_names(message, "util_params.base_log_dir", "cannot write", str(tmp_path))
+
+
+def test_resume_needs_a_run_folder(tmp_path):
+    assert_names(error_message(load_run_config, str(tmp_path / "x")), "no such folder")
+    assert_names(error_message(load_run_config, str(tmp_path)), str(tmp_path), "not a run")
+    (tmp_path / "variant.json").write_text(json.dumps({"env_name": "point-robot"}))
+    variant, where = load_run_config(str(tmp_path))
+    assert variant["env_name"] == "point-robot" and where == str(tmp_path / "variant.json")
+
+
+def test_resume_may_only_change_the_length_and_the_machine():
+    variant = point_robot_variant()
+    apply_resume_override(variant, "algo_params.num_iterations=900")
+    apply_resume_override(variant, "util_params.gpu_id=1")
+    assert variant["algo_params"]["num_iterations"] == 900
+    message = error_message(apply_resume_override, variant, "algo_params.batch_size=8")
+    assert_names(message, "--set algo_params.batch_size=8", "algo_params.num_iterations")
+    assert variant["algo_params"]["batch_size"] == 256

@@ -125,24 +125,71 @@ for _name in MUJOCO_CONFIGS:
     )
 
 MALFORMED = '{\n  "env_name": "point-robot",\n  "net_size": 64,,\n}\n'
-# name: (config or None for a malformed file, --set expressions, words the message must hold)
+# files made in the bad run's folder before it starts
+BAD_FILES = {
+    "malformed-json": ("bad.json", MALFORMED.encode()),
+    "unreadable-config": ("bad.json", b'{"net_size": "\xff\xfe"}'),
+    "output-is-a-file": ("a-file", b""),
+}
+# name: (arguments before the --set's, --set expressions, words the message must hold);
+# {folder} is the bad run's own folder. Every class of bad input the launcher rejects.
 BAD_RUNS = {
-    "malformed-json": (None, [], ["line 3"]),
+    "missing-config": (["{folder}/none.json"], [], ["{folder}/none.json", "no such config"]),
+    "unreadable-config": (["{folder}/bad.json"], [], ["{folder}/bad.json", "not UTF-8"]),
+    "malformed-json": (["{folder}/bad.json"], [], ["{folder}/bad.json", "line 3, column 18"]),
     "unknown-key": (
-        "configs/point-robot.json",
+        ["configs/point-robot.json"],
         ["algo_params.batchsize=3"],
         ["algo_params.batchsize", "algo_params.batch_size"],
     ),
+    "unknown-env-param": (
+        ["configs/point-robot.json"],
+        ["env_params.n_taks=5"],
+        ["configs/point-robot.json", "env_params.n_taks", "env_params.n_tasks"],
+    ),
+    "wrong-type": (
+        ["configs/point-robot.json"],
+        ["algo_params.discount=high"],
+        ["algo_params.discount", "a number", "high"],
+    ),
     "negative-size": (
-        "configs/sparse-point-robot.json",
+        ["configs/sparse-point-robot.json"],
         ["algo_params.batch_size=-1"],
         ["configs/sparse-point-robot.json", "algo_params.batch_size"],
     ),
+    "zero-count": (
+        ["configs/point-robot.json"],
+        ["algo_params.meta_batch=0"],
+        ["configs/point-robot.json", "algo_params.meta_batch", "at least 1"],
+    ),
     "too-many-train-tasks": (
-        "configs/point-robot.json",
+        ["configs/point-robot.json"],
         ["n_train_tasks=101"],
         ["configs/point-robot.json", "n_train_tasks", "101"],
     ),
+    "too-many-eval-tasks": (
+        ["configs/point-robot.json"],
+        ["n_eval_tasks=101"],
+        ["configs/point-robot.json", "n_eval_tasks", "101", "100 tasks"],
+    ),
+    "mini-batch-too-large": (
+        ["configs/point-robot.json"],
+        ["algo_params.embedding_mini_batch_size=65"],
+        ["embedding_mini_batch_size (65)", "embedding_batch_size (64)"],
+    ),
+    "unknown-env": (
+        ["configs/point-robot.json"],
+        ["env_name=point-robto"],
+        ["point-robto", "point-robot", "sparse-point-robot", "cheetah-dir"],
+    ),
+    "bad-set": (["configs/point-robot.json"], ["net_size"], ["--set net_size", "KEY=VALUE"]),
+    "output-is-a-file": (
+        ["configs/point-robot.json"],
+        ["util_params.base_log_dir={folder}/a-file/logs"],
+        ["util_params.base_log_dir", "{folder}/a-file", "is not a folder"],
+    ),
+    "resume-not-a-run": (["--resume", "{folder}"], [], ["--resume {folder}", "not a run"]),
+    "resume-no-folder": (["--resume", "{folder}/x"], [], ["--resume {folder}/x", "no such"]),
 }
 
 
@@ -186,14 +233,17 @@ def runs(tmp_path_factory):
         config, expressions = training_sets(name, base_dir)
         args = [config, "--seed", "0", *set_args(expressions)]
         started[name] = (pool.submit(launch, args), base_dir, (config, expressions))
-    for name, (config, expressions, _) in BAD_RUNS.items():
+    for name, (before, expressions, _) in BAD_RUNS.items():
         folder = tmp_path_factory.mktemp(name)
         base_dir = folder / "logs"
-        if config is None:
-            config = str(folder / "bad.json")
-            Path(config).write_text(MALFORMED)
-        args = [config, *set_args([f"util_params.base_log_dir={base_dir}", *expressions])]
-        started[name] = (pool.submit(launch, args), base_dir, config)
+        if name in BAD_FILES:
+            file_name, content = BAD_FILES[name]
+            (folder / file_name).write_bytes(content)
+        args = [arg.format(folder=folder) for arg in before]
+        if args[0] != "--resume":
+            expressions = [f"util_params.base_log_dir={base_dir}", *expressions]
+        args += set_args([e.format(folder=folder) for e in expressions])
+        started[name] = (pool.submit(launch, args), base_dir, folder)
     base_dir = tmp_path_factory.mktemp("docker") / "logs"
     args = ["configs/point-robot.json", "--docker", "--set", f"util_params.base_log_dir={base_dir}"]
     started["docker"] = (pool.submit(launch, args), base_dir, None)
@@ -421,17 +471,19 @@ def test_variant_runs_one_iteration(runs, name):
 
 
 @pytest.mark.parametrize("name", list(BAD_RUNS))
-def test_bad_config_exits_2_with_one_line(runs, name):
-    proc, base_dir, config = finished(runs, name)
+def test_bad_input_exits_2_with_one_line(runs, name):
+    proc, base_dir, folder = finished(runs, name)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error:")
-    words = BAD_RUNS[name][2] + ([config] if BAD_RUNS[name][0] is None else [])
-    for word in words:
-        assert word in lines[0]
+    for word in BAD_RUNS[name][2]:
+        assert word.format(folder=folder) in lines[0]
     assert not base_dir.exists()
+    # nothing written anywhere else either
+    made = {BAD_FILES[name][0]} if name in BAD_FILES else set()
+    assert {p.name for p in folder.iterdir()} == made
 
 
 def test_docker_prints_instructions(runs):

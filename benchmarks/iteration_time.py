@@ -1,0 +1,84 @@
+"""Seconds per PEARL iteration, split into sampling, training and evaluation, and the env steps
+per second of collection and of evaluation.
+
+Runs a config (default configs/cheetah-vel.json) for 2 iterations with fewer meta-gradient
+steps per iteration (--train-steps, default 100): iteration 0 includes the initial collection
+(num_initial_steps on every train task), iteration 1 is a steady-state iteration.
+
+    python benchmarks/iteration_time.py [--config C] [--train-steps 100] [--set KEY=VALUE ...]
+"""
+
+import argparse
+import csv
+import json
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlkit.core.logger import library_versions  # noqa: E402
+from rlkit.launchers.config import apply_override, load_config, validate  # noqa: E402
+from rlkit.launchers.launcher import prepare, run_experiment  # noqa: E402
+
+
+def evaluation_steps(variant: dict) -> int:
+    """Env steps of one evaluation (SPEC section 4): buffer-posterior trajectories on as many
+    train tasks as eval tasks, then num_evals online runs on those and on the eval tasks."""
+    algo = variant["algo_params"]
+    n = variant["n_eval_tasks"]
+    per_eval = algo["num_steps_per_eval"]
+    buffer_posterior = n * (per_eval // algo["max_path_length"]) * algo["max_path_length"]
+    return buffer_posterior + 2 * n * algo["num_evals"] * per_eval
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/cheetah-vel.json")
+    parser.add_argument("--train-steps", type=int, default=100)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    args = parser.parse_args()
+
+    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}")
+    print(f"torch threads: {torch.get_num_threads()}, versions: {json.dumps(library_versions())}")
+    variant = load_config(args.config)
+    with tempfile.TemporaryDirectory() as base:
+        for expression in [
+            f"algo_params.num_train_steps_per_itr={args.train_steps}",
+            "algo_params.num_iterations=2",
+            "util_params.seed=0",
+            f"util_params.base_log_dir={base}",
+            *args.overrides,
+        ]:
+            apply_override(variant, expression)
+        validate(variant, args.config)
+        prepare(variant, args.config)
+        run_dir = run_experiment(variant)
+        rows = list(csv.DictReader(open(run_dir / "progress.csv")))
+
+    eval_steps = evaluation_steps(variant)
+    print(
+        f"\n{args.config}, {args.train_steps} meta-gradient steps per iteration, device "
+        f"{'cuda' if variant['util_params']['use_gpu'] and torch.cuda.is_available() else 'cpu'}"
+    )
+    header = f"{'iteration':>9} {'sample s':>9} {'train s':>8} {'eval s':>7} {'total s':>8}"
+    print(header + f" {'collection steps/s':>19} {'evaluation steps/s':>19} {'train steps/s':>14}")
+    previous_steps = 0
+    for i, row in enumerate(rows):
+        sample, train = float(row["Sample Time (s)"]), float(row["Train Time (s)"])
+        total = float(row["Epoch Time (s)"])
+        evaluation = total - sample - train
+        steps = int(float(row["Number of env steps total"]))
+        collected, previous_steps = steps - previous_steps, steps
+        print(
+            f"{i:>9} {sample:9.1f} {train:8.1f} {evaluation:7.1f} {total:8.1f}"
+            f" {collected / sample:19.0f} {eval_steps / evaluation:19.0f}"
+            f" {args.train_steps / train:14.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

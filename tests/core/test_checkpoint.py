@@ -1,0 +1,164 @@
+"""Checkpoints in process: atomic files, the algorithm's full state, resuming mid-iteration
+exactly, and stopping on a NaN or inf loss with the last good checkpoint kept."""
+
+import csv
+
+import pytest
+import torch
+
+from rlkit.core.checkpoint import atomic_torch_save, checkpoint_path, load_checkpoint
+from rlkit.core.logger import RunLogger
+from rlkit.core.pearl_algorithm import TrainingDiverged
+
+# measured durations differ between runs; every other column must not
+TIME_COLUMNS = {
+    "Train Time (s)",
+    "(Previous) Eval Time (s)",
+    "Sample Time (s)",
+    "Epoch Time (s)",
+    "Total Train Time (s)",
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks run fastest on one thread, and a busy machine does not slow them down."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def progress_rows(run_dir):
+    with open(run_dir / "progress.csv", newline="") as f:
+        return [
+            {k: v for k, v in row.items() if k not in TIME_COLUMNS} for row in csv.DictReader(f)
+        ]
+
+
+def test_atomic_save_keeps_the_old_file_whole_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    atomic_torch_save({"epoch": 1}, path)
+    original = torch.save
+
+    def torn(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("killed while writing")
+
+    monkeypatch.setattr(torch, "save", torn)
+    with pytest.raises(OSError):
+        atomic_torch_save({"epoch": 2}, path)
+    assert torch.load(path) == {"epoch": 1}
+    monkeypatch.setattr(torch, "save", original)
+    atomic_torch_save({"epoch": 2}, path)  # the torn temporary file is simply replaced
+    assert torch.load(path) == {"epoch": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def stop_at_step(monkeypatch, algo, call):
+    """Ask `algo` to stop during its `call`-th meta-gradient step, as Ctrl-C does."""
+    calls = []
+    original = algo.trainer.take_step
+
+    def take_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            algo.stop_requested = True
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(algo.trainer, "take_step", take_step)
+
+
+def test_checkpoint_after_every_iteration(make_algorithm):
+    algo = make_algorithm("algo_params.num_iterations=1")
+    run_dir = algo.logger.run_dir
+    algo.train()
+    first = load_checkpoint(run_dir)
+    size_first = checkpoint_path(run_dir).stat().st_size
+    assert first["epoch"] == 1 and first["steps_done"] is None
+    assert set(first["networks"]) == set(algo.trainer.networks)
+    assert len(first["optimizers"]) == 5
+    assert len(first["env_rngs"]) == len(algo._envs)
+    algo.num_iterations = 3
+    assert algo.train()
+    last = load_checkpoint(run_dir)
+    assert last["epoch"] == 3
+    assert last["counters"]["n_train_steps_total"] == algo.n_train_steps_total == 6
+    assert last["logger"]["sizes"]["progress.csv"] == (run_dir / "progress.csv").stat().st_size
+    # the buffers hold more data, and so does the checkpoint
+    assert checkpoint_path(run_dir).stat().st_size > size_first
+    for name, net in algo.trainer.networks.items():
+        for key, value in net.state_dict().items():
+            assert torch.equal(last["networks"][name][key], value)
+
+
+@pytest.mark.parametrize("stop_call", [3, 5])  # before iteration 1's first step; in iteration 2
+def test_resumed_run_reproduces_the_uninterrupted_one(make_algorithm, monkeypatch, stop_call):
+    settings = ("algo_params.num_iterations=3", "algo_params.num_steps_posterior=20")
+    reference = make_algorithm(*settings)
+    assert reference.train()
+
+    stopped = make_algorithm(*settings)
+    run_dir = stopped.logger.run_dir
+    stop_at_step(monkeypatch, stopped, stop_call)
+    assert not stopped.train()
+    saved = load_checkpoint(run_dir)
+    # TINY: 2 meta-gradient steps per iteration; the stop comes after the current step
+    assert (saved["epoch"], saved["steps_done"]) == divmod(stop_call, 2)
+    # rows and returns written after the checkpoint (a kill before the next one) are cut off
+    with open(run_dir / "progress.csv", "a") as f:
+        f.write("a row the checkpoint never saw\n")
+    with open(run_dir / "online_returns.jsonl", "a") as f:
+        f.write('{"epoch": 99}\n')
+
+    resumed = make_algorithm(*settings)
+    resumed.logger.close()
+    resumed.logger = RunLogger(run_dir, echo=False)  # a new process on the same folder
+    resumed.load_state_dict(saved)
+    assert resumed.train()
+    resumed.logger.close()
+    assert progress_rows(run_dir) == progress_rows(reference.logger.run_dir)
+    assert [r["Epoch"] for r in progress_rows(run_dir)] == ["0", "1", "2"]
+    ref_returns = (reference.logger.run_dir / "online_returns.jsonl").read_text()
+    assert (run_dir / "online_returns.jsonl").read_text() == ref_returns
+    for name, net in resumed.trainer.networks.items():
+        expected = reference.trainer.networks[name].state_dict()
+        for key, value in net.state_dict().items():
+            assert torch.equal(value, expected[key]), name
+    assert resumed.rng.bit_generator.state == reference.rng.bit_generator.state
+
+
+def poison_qf(trainer):
+    with torch.no_grad():
+        next(trainer.qf1.parameters()).view(-1)[0] = float("inf")
+
+
+def poison_vf(trainer):
+    with torch.no_grad():
+        next(trainer.vf.parameters()).view(-1)[0] = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("poison", "loss"),
+    [
+        (poison_qf, "QF Loss"),
+        (lambda trainer: setattr(trainer, "kl_lambda", float("inf")), "KL Loss"),
+        (poison_vf, "VF Loss"),
+        (lambda trainer: setattr(trainer, "policy_mean_reg_weight", float("inf")), "Policy Loss"),
+    ],
+)
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(
+    make_algorithm, poison, loss
+):
+    algo = make_algorithm("algo_params.num_iterations=1")
+    run_dir = algo.logger.run_dir
+    assert algo.train()
+    good = checkpoint_path(run_dir).read_bytes()
+    rows = (run_dir / "progress.csv").read_text()
+    poison(algo.trainer)
+    algo.num_iterations = 3
+    with pytest.raises(TrainingDiverged, match=f"^{loss} became NaN or inf at .*iteration 1$"):
+        algo.train()
+    assert checkpoint_path(run_dir).read_bytes() == good
+    assert (run_dir / "progress.csv").read_text() == rows
+    assert (algo.saved_epoch, algo.saved_steps_done) == (1, None)
