@@ -61,6 +61,9 @@ class MultiTaskReplayBuffer:
             raise KeyError(f"task {err.args[0]} has no replay buffer") from None
 
     def _grow(self, needed: int) -> None:
+        """Make room for `needed` transitions per task: double the capacity (to max_size)."""
+        if needed <= self._capacity:
+            return
         capacity = self._capacity
         while capacity < needed:
             capacity = min(self.max_size, capacity * 2)
