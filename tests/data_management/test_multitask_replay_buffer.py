@@ -58,6 +58,11 @@ def test_capacity_grows_with_the_data_not_with_max_size():
     buffer.add_path(3, make_path(40))
     assert buffer._capacity == 64
     assert buffer.size(3) == 40
+    # within the capacity nothing is reallocated (no copy of every task's data per path)
+    arrays = dict(buffer._data)
+    buffer.add_path(4, make_path(60))
+    buffer.add_path(3, make_path(20))
+    assert all(buffer._data[name] is arrays[name] for name in arrays)
 
 
 def test_clear_empties_one_task_only():
