@@ -47,3 +47,22 @@ def make_algorithm(tmp_path):
     yield build
     for logger in loggers:
         logger.close()
+
+
+# measured durations differ between runs of the same seed; every other column must not
+TIME_COLUMNS = {
+    "Train Time (s)",
+    "(Previous) Eval Time (s)",
+    "Sample Time (s)",
+    "Epoch Time (s)",
+    "Total Train Time (s)",
+}
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny networks run fastest on one thread, and a busy machine does not slow them down."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -5,28 +5,13 @@ import csv
 
 import pytest
 import torch
+from conftest import TIME_COLUMNS
 
 from rlkit.core.checkpoint import atomic_torch_save, checkpoint_path, load_checkpoint
 from rlkit.core.logger import RunLogger
 from rlkit.core.pearl_algorithm import TrainingDiverged
 
-# measured durations differ between runs; every other column must not
-TIME_COLUMNS = {
-    "Train Time (s)",
-    "(Previous) Eval Time (s)",
-    "Sample Time (s)",
-    "Epoch Time (s)",
-    "Total Train Time (s)",
-}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread, and a busy machine does not slow them down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def progress_rows(run_dir):

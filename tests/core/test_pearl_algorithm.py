@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from rlkit.core.pearl_algorithm import duplicate_rounds
-from rlkit.samplers import online_adaptation
 
 
 def test_initial_collection_fills_both_buffers_with_whole_trajectories(make_algorithm):
@@ -94,32 +93,6 @@ def test_online_evaluation_waits_num_exp_traj_eval_trajectories(make_algorithm, 
     # then after the 3rd on 60; 3 tasks x 2 runs = 6 slots each time
     assert lengths_seen == [[40] * 6, [60] * 6]
     assert len(final) == 3 and online.shape == (3,)
-
-
-@pytest.mark.parametrize("exploration_trajs", [1, 2])
-def test_online_evaluation_draws_z_from_the_prior_then_the_posterior(
-    make_algorithm, monkeypatch, exploration_trajs
-):
-    algo = make_algorithm(
-        f"algo_params.num_exp_traj_eval={exploration_trajs}", "algo_params.num_evals=1"
-    )
-    zs = []
-    real_rollout = online_adaptation.rollout
-
-    def spy(envs, agent, z, *args, **kwargs):
-        zs.append(z.clone())
-        return real_rollout(envs, agent, z, *args, **kwargs)
-
-    monkeypatch.setattr(online_adaptation, "rollout", spy)
-    algo._online_eval([algo.eval_tasks[0]] * 300, epoch=0)
-    assert len(zs) == 3
-    spread = [float(z.var(0).mean()) for z in zs]
-    # z ~ N(0, I) for the exploration trajectories; afterwards the posterior on 20+
-    # transitions (the untrained encoder's factors have variance ~0.7 each) is narrow
-    for k in range(exploration_trajs):
-        assert 0.75 < spread[k] < 1.25
-    for k in range(exploration_trajs, 3):
-        assert spread[k] < 0.2
 
 
 def test_sparse_rewards_feed_the_context_and_the_returns_but_not_sac(make_algorithm):

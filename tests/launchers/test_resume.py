@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TIME_COLUMNS
 
 from rlkit.launchers.config import apply_override, load_config
 from rlkit.launchers.launcher import RunStopped, prepare, run_experiment
@@ -26,22 +27,9 @@ from rlkit.torch.pearl_trainer import PEARLTrainer
 ROOT = Path(__file__).resolve().parents[2]
 ITERATIONS = 5
 TRAIN_STEPS_PER_ITR = 3
-TIME_COLUMNS = {
-    "Train Time (s)",
-    "(Previous) Eval Time (s)",
-    "Sample Time (s)",
-    "Epoch Time (s)",
-    "Total Train Time (s)",
-}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run fastest on one thread, and a busy machine does not slow them down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(base_dir, iterations=ITERATIONS):
