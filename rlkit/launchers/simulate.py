@@ -143,7 +143,10 @@ def write_outputs(
         ]
         return simulator.returns(paths), written
 
-    recorder = render.FrameRecorder(simulator.env)
+    try:
+        recorder = render.FrameRecorder(simulator.env)
+    except render.RenderError as err:  # no offscreen OpenGL: say what to install, no traceback
+        raise ConfigError(str(err)) from None
     all_paths = []
 
     def frames():
