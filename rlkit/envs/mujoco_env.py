@@ -40,6 +40,7 @@ class MujocoTaskEnv(gym.Env):
         self.frame_skip = frame_skip
         self.init_qpos = self.data.qpos.copy()
         self.init_qvel = self.data.qvel.copy()
+        self._body_ids: dict[str, int] = {}
         low, high = model.actuator_ctrlrange.T.astype(np.float32)
         self.action_space = gym.spaces.Box(low, high, dtype=np.float32)
         mujoco.mj_forward(model, self.data)
@@ -68,7 +69,13 @@ class MujocoTaskEnv(gym.Env):
 
     def body_position(self, name: str) -> np.ndarray:
         """A copy of the body frame's world position (mujoco-py's `get_body_com`)."""
-        return self.data.body(name).xpos.copy()
+        body = self._body_ids.get(name)
+        if body is None:  # looked up once: a named accessor per step costs more than the lookup
+            body = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, name)
+            if body < 0:
+                raise KeyError(f"the model has no body named {name!r}")
+            self._body_ids[name] = body
+        return self.data.xpos[body].copy()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)

@@ -14,6 +14,7 @@ class NormalizedBoxEnv(gym.Wrapper):
         super().__init__(env)
         self._low = env.action_space.low.astype(np.float64)
         self._high = env.action_space.high.astype(np.float64)
+        self._half_range = 0.5 * (self._high - self._low)
         ones = np.ones(env.action_space.shape, dtype=np.float32)
         self.action_space = gym.spaces.Box(-ones, ones, dtype=np.float32)
 
@@ -28,7 +29,5 @@ class NormalizedBoxEnv(gym.Wrapper):
         self.env.unwrapped.reset_task(idx)
 
     def step(self, action):
-        scaled = self._low + (np.asarray(action, dtype=np.float64) + 1.0) * 0.5 * (
-            self._high - self._low
-        )
+        scaled = self._low + (np.asarray(action, dtype=np.float64) + 1.0) * self._half_range
         return self.env.step(np.clip(scaled, self._low, self._high))

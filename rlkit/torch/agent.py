@@ -106,5 +106,7 @@ class PEARLAgent(nn.Module):
     @torch.no_grad()
     def act(self, obs: torch.Tensor, z: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Actions (slots, action_dim) in [-1, 1] for observations and z (slots, ...)."""
-        action, *_ = self.policy(torch.cat([obs, z], dim=-1), deterministic=deterministic)
+        action, *_ = self.policy(
+            torch.cat([obs, z], dim=-1), deterministic=deterministic, with_log_pi=False
+        )
         return action

@@ -109,11 +109,12 @@ class TanhGaussianPolicy(Mlp):
         nn.init.uniform_(self.last_fc_log_std.bias, -init_w, init_w)
 
     def forward(
-        self, obs: torch.Tensor, deterministic: bool = False
+        self, obs: torch.Tensor, deterministic: bool = False, with_log_pi: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(batch, obs_dim) -> action, mean, log_std, log_pi (batch, 1); reparameterised sample.
 
-        With `deterministic` the action is tanh(mean) and log_pi is None.
+        With `deterministic` the action is tanh(mean); log_pi is None then, and when
+        `with_log_pi` is False (acting in an env needs only the action).
         """
         h = self.hidden(obs)
         mean = self.last_fc(h)
@@ -124,6 +125,8 @@ class TanhGaussianPolicy(Mlp):
         noise = torch.randn_like(mean)
         pre_tanh = mean + std * noise
         action = torch.tanh(pre_tanh)
+        if not with_log_pi:
+            return action, mean, log_std, None
         normal_log_prob = -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
         log_pi = (normal_log_prob - torch.log(1.0 - action.pow(2) + TANH_EPS)).sum(
             dim=-1, keepdim=True

@@ -347,3 +347,10 @@ def _tasks_equal(tasks_a, tasks_b):
         assert task_a.keys() == task_b.keys()
         for key in task_a:
             np.testing.assert_array_equal(task_a[key], task_b[key])
+
+
+def test_unknown_body_name_is_an_error_not_another_body():
+    env = make("cheetah-dir")
+    np.testing.assert_array_equal(env.body_position("torso"), env.data.body("torso").xpos)
+    with pytest.raises(KeyError, match="no body named 'tail'"):
+        env.body_position("tail")

@@ -70,3 +70,15 @@ def test_log_std_is_clamped_and_deterministic_action_is_tanh_mean():
     action, mean, log_std, log_pi = policy(torch.randn(5, 2), deterministic=True)
     assert torch.all(log_std == -20.0)
     assert log_pi is None and torch.equal(action, torch.tanh(mean))
+
+
+def test_acting_without_log_pi_draws_the_same_action():
+    torch.manual_seed(0)
+    policy = TanhGaussianPolicy([8, 8], 3, 2)
+    obs = torch.randn(5, 3)
+    torch.manual_seed(1)
+    action, *_, log_pi = policy(obs)
+    torch.manual_seed(1)
+    lean_action, *_, lean_log_pi = policy(obs, with_log_pi=False)
+    torch.testing.assert_close(lean_action, action)
+    assert log_pi.shape == (5, 1) and lean_log_pi is None
