@@ -181,9 +181,10 @@ def test_reset_noise_bounds_and_scale(name):
         assert np.abs(dqvel).max() > 0.8 * qvel_bound
 
 
-@pytest.mark.parametrize("name", NAMES)
+# every MuJoCo family, the random-physics ones of test_rand_param_envs.py included
+@pytest.mark.parametrize("name", [*NAMES, "hopper-rand-params", "walker-rand-params"])
 def test_reset_is_seeded(name):
-    env = make(name)
+    env = ENVS[name](**PARAMS.get(name, {}))
     obs_a, _ = env.reset(seed=5)
     state_a = np.concatenate([env.data.qpos, env.data.qvel])
     for action in random_actions(env.model, 5, seed=0):
@@ -195,7 +196,7 @@ def test_reset_is_seeded(name):
     env.reset(seed=6)
     assert not np.array_equal(np.concatenate([env.data.qpos, env.data.qvel]), state_a)
     # another instance, same seed: same state
-    other = make(name)
+    other = ENVS[name](**PARAMS.get(name, {}))
     other.reset(seed=5)
     np.testing.assert_array_equal(np.concatenate([other.data.qpos, other.data.qvel]), state_a)
 

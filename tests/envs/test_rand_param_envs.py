@@ -128,20 +128,6 @@ def test_reset_noise_bounds_and_scale(name):
     np.testing.assert_array_equal(env.init_qvel, 0.0)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_reset_is_seeded(name):
-    env = make(name)
-    obs_a, _ = env.reset(seed=5)
-    state_a = np.concatenate([env.data.qpos, env.data.qvel])
-    for action in random_actions(env.model, 5, seed=0):
-        env.step(action)
-    obs_again, _ = env.reset(seed=5)
-    np.testing.assert_array_equal(obs_again, obs_a)
-    np.testing.assert_array_equal(np.concatenate([env.data.qpos, env.data.qvel]), state_a)
-    env.reset(seed=6)
-    assert not np.array_equal(np.concatenate([env.data.qpos, env.data.qvel]), state_a)
-
-
 # ------------------------------------------------------------------ rewards and terminations
 
 
