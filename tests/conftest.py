@@ -66,3 +66,29 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# A reference config shrunk to seconds on a CPU, for end-to-end launches: --set expressions.
+TRAIN_STEPS_PER_ITR = 3
+N_TRAIN_TASKS, N_EVAL_TASKS = 6, 4
+
+
+def tiny_overrides(base_dir, iterations):
+    """--set expressions that shrink a reference config to seconds on a CPU."""
+    return [
+        "net_size=16",
+        f"n_train_tasks={N_TRAIN_TASKS}",
+        f"n_eval_tasks={N_EVAL_TASKS}",
+        f"algo_params.num_iterations={iterations}",
+        f"algo_params.num_train_steps_per_itr={TRAIN_STEPS_PER_ITR}",
+        "algo_params.num_initial_steps=20",
+        "algo_params.num_steps_prior=20",
+        "algo_params.num_tasks_sample=2",
+        "algo_params.meta_batch=4",
+        "algo_params.batch_size=16",
+        "algo_params.embedding_batch_size=8",
+        "algo_params.embedding_mini_batch_size=8",
+        "algo_params.num_steps_per_eval=40",
+        "util_params.use_gpu=false",
+        f"util_params.base_log_dir={base_dir}",
+    ]

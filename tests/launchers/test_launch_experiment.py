@@ -19,6 +19,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from conftest import N_EVAL_TASKS, TRAIN_STEPS_PER_ITR, tiny_overrides
 
 from rlkit.envs import ENVS
 from rlkit.launchers.config import apply_override, load_config, validate
@@ -56,31 +57,6 @@ REFERENCE_COLUMNS = [
     "Epoch",
 ]
 NETWORK_FILES = ["context_encoder", "policy", "qf1", "qf2", "vf", "target_vf"]
-TRAIN_STEPS_PER_ITR = 3
-N_TRAIN_TASKS, N_EVAL_TASKS = 6, 4
-
-
-def tiny_overrides(base_dir, iterations):
-    """--set expressions that shrink a reference config to seconds on a CPU."""
-    return [
-        "net_size=16",
-        f"n_train_tasks={N_TRAIN_TASKS}",
-        f"n_eval_tasks={N_EVAL_TASKS}",
-        f"algo_params.num_iterations={iterations}",
-        f"algo_params.num_train_steps_per_itr={TRAIN_STEPS_PER_ITR}",
-        "algo_params.num_initial_steps=20",
-        "algo_params.num_steps_prior=20",
-        "algo_params.num_tasks_sample=2",
-        "algo_params.meta_batch=4",
-        "algo_params.batch_size=16",
-        "algo_params.embedding_batch_size=8",
-        "algo_params.embedding_mini_batch_size=8",
-        "algo_params.num_steps_per_eval=40",
-        "util_params.use_gpu=false",
-        f"util_params.base_log_dir={base_dir}",
-    ]
-
-
 # name: (config, iterations, extra --set expressions); all use --seed 0
 TRAINING_RUNS = {
     "point-robot": (

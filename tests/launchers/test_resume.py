@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TIME_COLUMNS
+from conftest import TIME_COLUMNS, TRAIN_STEPS_PER_ITR, tiny_overrides
 
 from rlkit.launchers.config import apply_override, load_config
 from rlkit.launchers.launcher import RunStopped, prepare, run_experiment
@@ -26,7 +26,6 @@ from rlkit.torch.pearl_trainer import PEARLTrainer
 
 ROOT = Path(__file__).resolve().parents[2]
 ITERATIONS = 5
-TRAIN_STEPS_PER_ITR = 3
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -36,24 +35,7 @@ def tiny(base_dir, iterations=ITERATIONS):
     """--set expressions for a point-robot run of a few seconds. Collection adds a path to a
     buffer 12 times before iteration 0 (6 tasks, both buffers) and 6 times per iteration
     (2 tasks: prior path into both buffers, extra path into the RL buffer)."""
-    return [
-        "net_size=16",
-        "n_train_tasks=6",
-        "n_eval_tasks=4",
-        f"algo_params.num_iterations={iterations}",
-        f"algo_params.num_train_steps_per_itr={TRAIN_STEPS_PER_ITR}",
-        "algo_params.num_initial_steps=20",
-        "algo_params.num_steps_prior=20",
-        "algo_params.num_extra_rl_steps_posterior=20",
-        "algo_params.num_tasks_sample=2",
-        "algo_params.meta_batch=4",
-        "algo_params.batch_size=16",
-        "algo_params.embedding_batch_size=8",
-        "algo_params.embedding_mini_batch_size=8",
-        "algo_params.num_steps_per_eval=40",
-        "util_params.use_gpu=false",
-        f"util_params.base_log_dir={base_dir}",
-    ]
+    return [*tiny_overrides(base_dir, iterations), "algo_params.num_extra_rl_steps_posterior=20"]
 
 
 def set_args(expressions):
