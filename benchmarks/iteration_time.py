@@ -5,7 +5,12 @@ Runs a config (default configs/cheetah-vel.json) for 2 iterations with fewer met
 steps per iteration (--train-steps, default 100): iteration 0 includes the initial collection
 (num_initial_steps on every train task), iteration 1 is a steady-state iteration.
 
+Then the same two iterations with the per-task-loop baseline (benchmarks/baseline.py: one env
+at a time, the reference-style meta-gradient step), and the ratio of the times
+(--skip-baseline leaves it out).
+
     python benchmarks/iteration_time.py [--config C] [--train-steps 100] [--set KEY=VALUE ...]
+                                        [--skip-baseline]
 """
 
 import argparse
@@ -19,6 +24,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from baseline import per_task_loops  # noqa: E402
 
 from rlkit.core.logger import library_versions  # noqa: E402
 from rlkit.launchers.config import apply_override, load_config, validate  # noqa: E402
@@ -35,16 +42,7 @@ def evaluation_steps(variant: dict) -> int:
     return buffer_posterior + 2 * n * algo["num_evals"] * per_eval
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/cheetah-vel.json")
-    parser.add_argument("--train-steps", type=int, default=100)
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args()
-
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}")
-    print(f"torch threads: {torch.get_num_threads()}, versions: {json.dumps(library_versions())}")
-    variant = load_config(args.config)
+def run_two_iterations(args, variant: dict) -> list[dict]:
     with tempfile.TemporaryDirectory() as base:
         for expression in [
             f"algo_params.num_train_steps_per_itr={args.train_steps}",
@@ -57,16 +55,15 @@ def main() -> None:
         validate(variant, args.config)
         prepare(variant, args.config)
         run_dir = run_experiment(variant)
-        rows = list(csv.DictReader(open(run_dir / "progress.csv")))
+        return list(csv.DictReader(open(run_dir / "progress.csv")))
 
-    eval_steps = evaluation_steps(variant)
-    print(
-        f"\n{args.config}, {args.train_steps} meta-gradient steps per iteration, device "
-        f"{'cuda' if variant['util_params']['use_gpu'] and torch.cuda.is_available() else 'cpu'}"
-    )
+
+def print_table(rows: list[dict], eval_steps: int, train_steps: int) -> list[float]:
+    """The per-iteration split; returns each iteration's total seconds."""
     header = f"{'iteration':>9} {'sample s':>9} {'train s':>8} {'eval s':>7} {'total s':>8}"
     print(header + f" {'collection steps/s':>19} {'evaluation steps/s':>19} {'train steps/s':>14}")
     previous_steps = 0
+    totals = []
     for i, row in enumerate(rows):
         sample, train = float(row["Sample Time (s)"]), float(row["Train Time (s)"])
         total = float(row["Epoch Time (s)"])
@@ -76,8 +73,36 @@ def main() -> None:
         print(
             f"{i:>9} {sample:9.1f} {train:8.1f} {evaluation:7.1f} {total:8.1f}"
             f" {collected / sample:19.0f} {eval_steps / evaluation:19.0f}"
-            f" {args.train_steps / train:14.2f}"
+            f" {train_steps / train:14.2f}"
         )
+        totals.append(total)
+    return totals
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/cheetah-vel.json")
+    parser.add_argument("--train-steps", type=int, default=100)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+
+    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}")
+    print(f"torch threads: {torch.get_num_threads()}, versions: {json.dumps(library_versions())}")
+    variant = load_config(args.config)
+    rows = run_two_iterations(args, variant)
+    eval_steps = evaluation_steps(variant)
+    device = "cuda" if variant["util_params"]["use_gpu"] and torch.cuda.is_available() else "cpu"
+    print(f"\n{args.config}, {args.train_steps} meta-gradient steps per iteration, device {device}")
+    totals = print_table(rows, eval_steps, args.train_steps)
+    if args.skip_baseline:
+        return
+    with per_task_loops():
+        baseline_rows = run_two_iterations(args, load_config(args.config))
+    print("\nper-task-loop baseline (one env at a time, reference-style meta-gradient step):")
+    baseline_totals = print_table(baseline_rows, eval_steps, args.train_steps)
+    for i, (ours, theirs) in enumerate(zip(totals, baseline_totals, strict=True)):
+        print(f"iteration {i}: {theirs / ours:.2f}x faster than the baseline")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,12 @@ One step of rlkit.torch.pearl_trainer on synthetic data of the cheetah-vel confi
 (meta_batch 16, batch_size 256, embedding_batch_size 100, net_size 300, obs 20, action 6,
 latent 5). Its FLOPs are counted by torch's FlopCounterMode (the matmuls of the forward and
 backward passes); the achieved GFLOP/s is compared with dense fp32 matmul throughput measured
-in the same run with the same thread count, for the update's own layer shape
-(4096 x 300 @ 300 x 300) and for a large square matmul.
+in the same run with the same thread count:
+  - the step's own matmuls (every mm/addmm of one step recorded with its shapes and memory
+    layout, then replayed back to back: the time the step would take if it were only them);
+  - the update's layer shape (4096 x 300 @ 300 x 300) and a large square matmul.
+The same step written the reference's way (rlkit.torch.reference_trainer: per-task loops, full
+critic gradients for min Q, per-parameter Adam) is timed beside it.
 
     python benchmarks/update_speed.py [--steps 20] [--device cpu|cuda]
 """
@@ -18,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -26,6 +31,10 @@ from rlkit.core.logger import library_versions  # noqa: E402
 from rlkit.launchers.config import load_config  # noqa: E402
 from rlkit.launchers.launcher import build_trainer  # noqa: E402
 from rlkit.torch.pearl_trainer import RLBatch  # noqa: E402
+from rlkit.torch.reference_trainer import (  # noqa: E402
+    ReferenceStepTrainer,
+    unfused_hidden_layers,
+)
 
 OBS_DIM, ACTION_DIM = 20, 6  # cheetah-vel
 
@@ -73,6 +82,41 @@ def matmul_gflops(m: int, k: int, n: int, device: torch.device, calls: int) -> f
     return 2 * m * k * n / seconds / 1e9
 
 
+GEMMS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
+
+
+class GemmRecorder(TorchDispatchMode):
+    """Records every matmul call: its op and each tensor argument's shape and strides."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in GEMMS:
+            layouts = [(a.shape, a.stride()) for a in args if isinstance(a, torch.Tensor)]
+            self.calls.append((func, layouts))
+        return func(*args, **(kwargs or {}))
+
+
+def gemm_replay(calls, device: torch.device):
+    """A function running the recorded matmuls on random data of the same shapes and layouts."""
+    g = torch.Generator().manual_seed(0)
+    work = []
+    for func, layouts in calls:
+        tensors = []
+        for shape, stride in layouts:
+            t = torch.empty_strided(shape, stride).normal_(generator=g)
+            tensors.append(t.to(device).as_strided(shape, stride))
+        work.append((func, tensors))
+
+    def replay():
+        for func, tensors in work:
+            func(*tensors)
+
+    return replay
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="timed meta-gradient steps")
@@ -86,21 +130,34 @@ def main() -> None:
     print(f"torch threads: {torch.get_num_threads()}, versions: {json.dumps(library_versions())}")
 
     variant = load_config("configs/cheetah-vel.json")
-    torch.manual_seed(0)
-    trainer = build_trainer(variant, OBS_DIM, ACTION_DIM)
-    for net in trainer.networks.values():
-        net.to(device)
     context, batch = synthetic_inputs(variant, device)
+    trainers = {}
+    for name, trainer_class in [("this", None), ("reference-style", ReferenceStepTrainer)]:
+        torch.manual_seed(0)
+        trainer = build_trainer(variant, OBS_DIM, ACTION_DIM, trainer_class)
+        for net in trainer.networks.values():
+            net.to(device)
+        trainers[name] = trainer
 
     def step():
-        trainer.take_step(context, batch)
+        trainers["this"].take_step(context, batch)
 
     step()
-    with FlopCounterMode(display=False) as counter:
+    # counted on the unfused layers: the fused linear + ReLU is the same matmul with the bias
+    # and the ReLU applied in its epilogue, an op neither the counter nor the recorder knows
+    with unfused_hidden_layers(), FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
+    with unfused_hidden_layers(), GemmRecorder() as recorder:
+        step()
+    replay = gemm_replay(recorder.calls, device)
     seconds = seconds_per_call(step, device, args.steps)
+    reference_seconds = seconds_per_call(
+        lambda: trainers["reference-style"].take_step(context, batch), device, args.steps
+    )
+    gemm_seconds = seconds_per_call(replay, device, args.steps)
     achieved = flops / seconds / 1e9
+    own = flops / gemm_seconds / 1e9
 
     rows = variant["algo_params"]["meta_batch"] * variant["algo_params"]["batch_size"]
     width = variant["net_size"]
@@ -112,9 +169,18 @@ def main() -> None:
     print(f"  {seconds * 1e3:.1f} ms per step, {1 / seconds:.2f} steps/s")
     print(f"  {flops / 1e9:.1f} GFLOP per step (matmuls, forward + backward)")
     print(f"  {achieved:.1f} GFLOP/s achieved")
+    print(
+        f"the same step written the reference's way: {reference_seconds * 1e3:.1f} ms per step,"
+        f" this one is {reference_seconds / seconds:.2f}x faster"
+    )
     print(f"dense fp32 matmul on this machine, {torch.get_num_threads()} threads:")
+    print(
+        f"  the step's own {len(recorder.calls)} matmuls replayed alone: "
+        f"{gemm_seconds * 1e3:.1f} ms, {own:.1f} GFLOP/s"
+    )
     print(f"  {rows} x {width} @ {width} x {width}: {layer:.1f} GFLOP/s")
     print(f"  2048 x 2048 @ 2048 x 2048: {square:.1f} GFLOP/s")
+    print(f"update at {achieved / own:.0%} of its own matmuls' throughput")
     print(f"update at {achieved / layer:.0%} of the layer-shaped matmul throughput")
     print(f"update at {achieved / square:.0%} of the large square matmul throughput")
 

@@ -63,7 +63,10 @@ def build_networks(variant: dict, obs_dim: int, action_dim: int) -> dict[str, to
 WEIGHT_NAMES = ("context_encoder", "policy", "qf1", "qf2", "vf", "target_vf")
 
 
-def build_trainer(variant: dict, obs_dim: int, action_dim: int) -> PEARLTrainer:
+def build_trainer(
+    variant: dict, obs_dim: int, action_dim: int, trainer_class: type | None = None
+) -> PEARLTrainer:
+    """The networks and their trainer (`trainer_class`, default PEARLTrainer)."""
     algo = variant["algo_params"]
     nets = build_networks(variant, obs_dim, action_dim)
     agent = PEARLAgent(
@@ -72,7 +75,7 @@ def build_trainer(variant: dict, obs_dim: int, action_dim: int) -> PEARLTrainer:
         nets["policy"],
         use_information_bottleneck=algo["use_information_bottleneck"],
     )
-    return PEARLTrainer(
+    return (trainer_class or PEARLTrainer)(
         agent,
         nets["qf1"],
         nets["qf2"],

@@ -1,6 +1,11 @@
 """MLPs, the context encoders and the tanh-Gaussian policy, initialised as in rlkit.
 
 Hidden layers: weights U(+-1/sqrt(n)) (`fanin_init`), biases 0.1; last layer U(+-init_w).
+
+On CPU, a hidden layer over a large batch (training) is one oneDNN call with the bias and the
+ReLU fused into the matmul (`linear_relu`): the same numbers, about 8% less time per
+meta-gradient step at cheetah-vel sizes, because the ReLU no longer re-reads the activations
+from memory. Small batches (acting) and other devices use the plain layer.
 """
 
 import math
@@ -13,6 +18,56 @@ from rlkit.torch.pytorch_util import fanin_init
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 TANH_EPS = 1e-6
+# the fused call costs ~15 us more to set up than addmm: below this many rows it loses
+FUSED_MIN_ROWS = 256
+
+
+def _fused_linear_relu_works() -> bool:
+    """Whether this torch build has oneDNN's fused linear + ReLU for CPU tensors."""
+    try:
+        x, w, b = torch.ones(2, 3), torch.ones(4, 3), torch.zeros(4)
+        y = torch.ops.mkldnn._linear_pointwise(x, w, b, "relu", [None], "")
+        return torch.equal(y, torch.full((2, 4), 3.0))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+FUSED_LINEAR_RELU = _fused_linear_relu_works()
+
+
+class _FusedLinearReLU(torch.autograd.Function):
+    """relu(x W^T + b) as one oneDNN call; the backward is autograd's: ReLU's mask from the
+    output, then the two matmuls and the bias sum, each only when its input needs it."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "relu", [None], "")
+        ctx.save_for_backward(x, weight, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, weight, y = ctx.saved_tensors
+        grad = torch.ops.aten.threshold_backward(grad_y, y, 0)
+        need_x, need_weight, need_bias = ctx.needs_input_grad
+        grad_x = grad @ weight if need_x else None
+        grad_weight = grad.t() @ x if need_weight else None
+        grad_bias = grad.sum(0) if need_bias else None
+        return grad_x, grad_weight, grad_bias
+
+
+def linear_relu(x: torch.Tensor, fc: nn.Linear) -> torch.Tensor:
+    """relu(fc(x)) for x (..., in); fused on CPU for large batches of float32."""
+    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    if (
+        FUSED_LINEAR_RELU
+        and rows >= FUSED_MIN_ROWS
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32 == fc.weight.dtype
+    ):
+        y = _FusedLinearReLU.apply(x.reshape(rows, x.shape[-1]), fc.weight, fc.bias)
+        return y.reshape(*x.shape[:-1], y.shape[-1])
+    return F.relu(fc(x))
 
 
 class Mlp(nn.Module):
@@ -39,7 +94,7 @@ class Mlp(nn.Module):
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         for fc in self.fcs:
-            x = F.relu(fc(x))
+            x = linear_relu(x, fc)
         return x
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,15 @@
-"""Network initialisation (rlkit's) and the tanh-Gaussian policy's log-probability."""
+"""Network initialisation (rlkit's), the fused hidden layer, and the tanh-Gaussian policy's
+log-probability."""
 
 import math
 
+import pytest
 import torch
 from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
-from rlkit.torch.networks import Mlp, TanhGaussianPolicy
+from rlkit.torch import networks
+from rlkit.torch.networks import FUSED_MIN_ROWS, Mlp, TanhGaussianPolicy, linear_relu
 
 
 def test_mlp_initialisation_follows_rlkit():
@@ -82,3 +85,55 @@ def test_acting_without_log_pi_draws_the_same_action():
     lean_action, *_, lean_log_pi = policy(obs, with_log_pi=False)
     torch.testing.assert_close(lean_action, action)
     assert log_pi.shape == (5, 1) and lean_log_pi is None
+
+
+@pytest.mark.skipif(not networks.FUSED_LINEAR_RELU, reason="no oneDNN fused linear in this torch")
+@pytest.mark.parametrize(
+    "shape, x_grad, weight_grad",
+    [
+        ((FUSED_MIN_ROWS + 3, 7), True, True),
+        ((FUSED_MIN_ROWS, 7), False, True),  # first layer: the input is data
+        ((FUSED_MIN_ROWS, 7), True, False),  # frozen critic under the policy loss
+        ((4, FUSED_MIN_ROWS // 2, 7), True, True),  # the encoder's (tasks, n, in) context
+    ],
+)
+def test_fused_hidden_layer_equals_linear_then_relu(shape, x_grad, weight_grad):
+    torch.manual_seed(0)
+    fc = torch.nn.Linear(7, 9)
+    x = torch.randn(*shape)
+    x[..., 0] *= 10  # both signs before the ReLU in every output column
+    fc.weight.requires_grad_(weight_grad)
+    fc.bias.requires_grad_(weight_grad)
+    outputs, grads = [], []
+    for fused in (True, False):
+        networks.FUSED_LINEAR_RELU = fused
+        try:
+            xi = x.clone().requires_grad_(x_grad)
+            y = linear_relu(xi, fc)
+            (y * torch.arange(y.shape[-1])).sum().backward()
+        finally:
+            networks.FUSED_LINEAR_RELU = True
+        leaves = [xi] * x_grad + [fc.weight, fc.bias] * weight_grad
+        grads.append([leaf.grad.clone() for leaf in leaves])
+        for leaf in leaves:
+            leaf.grad = None
+        outputs.append(y.detach())
+    assert outputs[0].shape == (*shape[:-1], 9)
+    assert 0 < (outputs[0] == 0).float().mean() < 1
+    torch.testing.assert_close(outputs[0], outputs[1])
+    for fused_grad, plain_grad in zip(*grads, strict=True):
+        torch.testing.assert_close(fused_grad, plain_grad)
+    assert grads[0], "no gradient compared"
+
+
+def test_fused_layer_is_used_for_training_batches_only(monkeypatch):
+    calls = []
+    original = networks._FusedLinearReLU.apply
+    monkeypatch.setattr(
+        networks._FusedLinearReLU, "apply", lambda *a: calls.append(1) or original(*a)
+    )
+    net = Mlp([5, 5], output_size=1, input_size=3)
+    net(torch.randn(FUSED_MIN_ROWS - 1, 3))
+    assert calls == []
+    net(torch.randn(FUSED_MIN_ROWS, 3))
+    assert len(calls) == (2 if networks.FUSED_LINEAR_RELU else 0)
