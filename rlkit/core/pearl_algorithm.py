@@ -58,6 +58,8 @@ LOSS_OF_OPTIMIZER = {
     "policy_optimizer": "Policy Loss",
 }
 NO_BAD_STEP = 2**62
+# env slots one collection phase may step together (each slot holds its own env)
+MAX_COLLECTION_SLOTS = 64
 
 
 class TrainingDiverged(RuntimeError):
@@ -272,37 +274,74 @@ class PEARLAlgorithm:
     ) -> None:
         """Whole trajectories on each (distinct) task until it has >= num_samples transitions.
 
-        z starts from the prior and is resampled every trajectory; with a finite
-        update_posterior_rate the posterior is re-inferred from the task's encoder buffer every
-        that many trajectories (the first ones use the prior, as in the reference).
+        z is resampled every trajectory; trajectory j of a task draws it from belief
+        j // update_posterior_rate: belief 0 is the prior (the first trajectories use the prior,
+        as in the reference), belief k >= 1 a posterior inferred from a fresh context sample of
+        the task's encoder buffer once its trajectories 0 .. k * update_posterior_rate - 1 are
+        stored.
+
+        Where the phase's own data cannot change those beliefs (rate inf, or the data does not
+        go to the encoder buffer), a task's trajectories are independent and run side by side:
+        as many slots as trajectories the task certainly still needs (remaining transitions /
+        max_path_length, rounded up), at most MAX_COLLECTION_SLOTS in all. The trajectories run
+        and the beliefs they use are those of running them one after another.
         """
         tasks = np.asarray(tasks, dtype=np.int64)
-        envs = self._slot_envs(tasks)
-        mean, var = self.agent.prior(len(tasks))
-        z = self.agent.sample_z(mean, var)
+        rate = update_posterior_rate
+        independent = rate == np.inf or not add_to_enc_buffer
         counts = np.zeros(len(tasks), dtype=np.int64)
-        waves = 0
+        trajectories = np.zeros(len(tasks), dtype=np.int64)
+        beliefs: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
         bar = progress_bar(len(tasks) * num_samples, desc) if desc else None
+        shown = 0
         while (active := np.flatnonzero(counts < num_samples)).size:
-            paths = rollout([envs[s] for s in active], self.agent, z[active], self.max_path_length)
-            for s, path in zip(active, paths, strict=True):
+            per_task = np.ones(active.size, dtype=np.int64)
+            if independent:
+                needed = -(-(num_samples - counts[active]) // self.max_path_length)
+                per_task = np.minimum(needed, max(1, MAX_COLLECTION_SLOTS // active.size))
+            slot_task = np.repeat(active, per_task)  # index into tasks
+            first_slot = np.repeat(np.cumsum(per_task) - per_task, per_task)
+            slot_trajectory = trajectories[slot_task] + np.arange(slot_task.size) - first_slot
+            slot_belief = np.zeros_like(slot_trajectory)
+            if rate != np.inf:
+                slot_belief = slot_trajectory // int(rate)
+            mean, var = self._slot_beliefs(tasks, slot_task, slot_belief, beliefs)
+            z = self.agent.sample_z(mean, var)
+            paths = rollout(self._slot_envs(tasks[slot_task]), self.agent, z, self.max_path_length)
+            for s, path in zip(slot_task, paths, strict=True):
                 self.replay_buffer.add_path(int(tasks[s]), path)
                 if add_to_enc_buffer:
                     self.enc_replay_buffer.add_path(int(tasks[s]), path)
                 counts[s] += len(path)
+                trajectories[s] += 1
             if bar is not None:
-                bar.update(sum(min(len(p), num_samples) for p in paths))
+                done = int(np.minimum(counts, num_samples).sum())
+                bar.update(done - shown)
+                shown = done
             self.n_rollouts_total += len(paths)
-            waves += 1
-            if update_posterior_rate != np.inf and waves % update_posterior_rate == 0:
-                still = np.flatnonzero(counts < num_samples)
-                if still.size:
-                    post_mean, post_var = self._posterior(self.sample_context(tasks[still]))
-                    mean[still], var[still] = post_mean, post_var
-            z = self.agent.sample_z(mean, var)
         if bar is not None:
             bar.close()
         self.n_env_steps_total += int(counts.sum())
+
+    def _slot_beliefs(
+        self,
+        tasks: np.ndarray,
+        slot_task: np.ndarray,
+        slot_belief: np.ndarray,
+        beliefs: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each slot's belief (mean, var): the prior for belief 0, else the posterior of
+        (task, belief), inferred the first time it is needed (all missing ones in one call)."""
+        keys = [(int(i), int(k)) for i, k in zip(slot_task, slot_belief, strict=True)]
+        missing = sorted({key for key in keys if key[1] > 0} - beliefs.keys())
+        if missing:
+            rows = np.array([i for i, _ in missing], dtype=np.int64)
+            post_mean, post_var = self._posterior(self.sample_context(tasks[rows]))
+            for j, key in enumerate(missing):
+                beliefs[key] = (post_mean[j], post_var[j])
+        prior_mean, prior_var = self.agent.prior(1)
+        pairs = [beliefs[key] if key[1] > 0 else (prior_mean[0], prior_var[0]) for key in keys]
+        return torch.stack([m for m, _ in pairs]), torch.stack([v for _, v in pairs])
 
     def _collect_iteration_data(self) -> None:
         draws = self.rng.integers(len(self.train_tasks), size=self.num_tasks_sample)

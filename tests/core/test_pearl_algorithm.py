@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from rlkit.core import pearl_algorithm
 from rlkit.core.pearl_algorithm import duplicate_rounds
 
 
@@ -75,6 +76,49 @@ def test_posterior_collection_infers_from_the_encoder_buffer(make_algorithm, mon
     # 5 trajectories of 20 per task; posterior after trajectories 2 and 4 from buffer context
     assert len(calls) == 2
     assert all(shape == (2, 8, 5) and lengths is None for shape, lengths in calls)
+
+
+def test_independent_trajectories_of_a_task_run_side_by_side(make_algorithm, monkeypatch):
+    algo = make_algorithm()
+    algo.collect_data(algo.train_tasks, 50, np.inf)
+    enc_before = [algo.enc_replay_buffer.size(t) for t in algo.train_tasks]
+    waves, posteriors, beliefs = [], [], []
+    original_rollout, original_posterior = pearl_algorithm.rollout, algo._posterior
+    original_sample_z = algo.agent.sample_z
+
+    def rollout_spy(envs, *args, **kwargs):
+        waves.append([env.unwrapped._goal.copy() for env in envs])
+        return original_rollout(envs, *args, **kwargs)
+
+    def posterior_spy(context, lengths=None):
+        posteriors.append(context.shape)
+        return original_posterior(context, lengths)
+
+    def sample_z_spy(mean, var):
+        beliefs.append((mean.clone(), var.clone()))
+        return original_sample_z(mean, var)
+
+    monkeypatch.setattr(pearl_algorithm, "rollout", rollout_spy)
+    monkeypatch.setattr(algo, "_posterior", posterior_spy)
+    monkeypatch.setattr(algo.agent, "sample_z", sample_z_spy)
+    # extra RL data (not for the encoder): 5 trajectories of 20 per task, posterior every 2
+    algo.collect_data([0, 1], 100, 2, add_to_enc_buffer=False)
+    assert len(waves) == 1 and len(waves[0]) == 10
+    goals = [algo._env(0).tasks[t] for t in (0, 1)]
+    for slot, goal in enumerate(waves[0]):
+        np.testing.assert_array_equal(goal, goals[slot // 5])
+    # beliefs 1 and 2 of both tasks in one call, each from its own context sample
+    assert posteriors == [(4, 8, 5)]
+    ((mean, var),) = beliefs
+    for task in range(2):
+        m, v = mean[5 * task : 5 * task + 5], var[5 * task : 5 * task + 5]
+        assert torch.all(m[:2] == 0) and torch.all(v[:2] == 1)  # trajectories 0, 1: prior
+        assert torch.equal(m[2], m[3]) and torch.equal(v[2], v[3])  # 2, 3: one posterior
+        assert not torch.equal(m[3], m[4]) and torch.all(v[2:] < 1)  # 4: the next one
+    for task, before in zip(algo.train_tasks, enc_before, strict=True):
+        assert algo.enc_replay_buffer.size(task) == before
+        assert algo.replay_buffer.size(task) == before + 100 * (task in (0, 1))
+        assert algo.replay_buffer.num_trajectories(task) == 3 + 5 * (task in (0, 1))
 
 
 def test_online_evaluation_waits_num_exp_traj_eval_trajectories(make_algorithm, monkeypatch):
