@@ -89,18 +89,20 @@ def test_acting_without_log_pi_draws_the_same_action():
 
 @pytest.mark.skipif(not networks.FUSED_LINEAR_RELU, reason="no oneDNN fused linear in this torch")
 @pytest.mark.parametrize(
-    "shape, x_grad, weight_grad",
+    "shape, x_grad, weight_grad, strided",
     [
-        ((FUSED_MIN_ROWS + 3, 7), True, True),
-        ((FUSED_MIN_ROWS, 7), False, True),  # first layer: the input is data
-        ((FUSED_MIN_ROWS, 7), True, False),  # frozen critic under the policy loss
-        ((4, FUSED_MIN_ROWS // 2, 7), True, True),  # the encoder's (tasks, n, in) context
+        ((FUSED_MIN_ROWS + 3, 7), True, True, False),
+        ((FUSED_MIN_ROWS, 7), False, True, False),  # first layer: the input is data
+        ((FUSED_MIN_ROWS, 7), True, False, False),  # frozen critic under the policy loss
+        ((4, FUSED_MIN_ROWS // 2, 7), True, True, False),  # the encoder's (tasks, n, in)
+        ((4, FUSED_MIN_ROWS // 2, 7), True, True, True),  # a chunk of a longer context
     ],
 )
-def test_fused_hidden_layer_equals_linear_then_relu(shape, x_grad, weight_grad):
+def test_fused_hidden_layer_equals_linear_then_relu(shape, x_grad, weight_grad, strided):
     torch.manual_seed(0)
     fc = torch.nn.Linear(7, 9)
-    x = torch.randn(*shape)
+    # strided: every other row of a twice longer context (a non-contiguous input)
+    x = torch.randn(shape[0], 2 * shape[1], shape[2]) if strided else torch.randn(*shape)
     x[..., 0] *= 10  # both signs before the ReLU in every output column
     fc.weight.requires_grad_(weight_grad)
     fc.bias.requires_grad_(weight_grad)
@@ -109,7 +111,7 @@ def test_fused_hidden_layer_equals_linear_then_relu(shape, x_grad, weight_grad):
         networks.FUSED_LINEAR_RELU = fused
         try:
             xi = x.clone().requires_grad_(x_grad)
-            y = linear_relu(xi, fc)
+            y = linear_relu(xi[:, ::2] if strided else xi, fc)
             (y * torch.arange(y.shape[-1])).sum().backward()
         finally:
             networks.FUSED_LINEAR_RELU = True
