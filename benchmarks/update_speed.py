@@ -131,16 +131,18 @@ def main() -> None:
 
     variant = load_config("configs/cheetah-vel.json")
     context, batch = synthetic_inputs(variant, device)
-    trainers = {}
-    for name, trainer_class in [("this", None), ("reference-style", ReferenceStepTrainer)]:
+
+    def make_trainer(trainer_class=None):
         torch.manual_seed(0)
         trainer = build_trainer(variant, OBS_DIM, ACTION_DIM, trainer_class)
         for net in trainer.networks.values():
             net.to(device)
-        trainers[name] = trainer
+        return trainer
+
+    trainer, reference = make_trainer(), make_trainer(ReferenceStepTrainer)
 
     def step():
-        trainers["this"].take_step(context, batch)
+        trainer.take_step(context, batch)
 
     step()
     # counted on the unfused layers: the fused linear + ReLU is the same matmul with the bias
@@ -153,7 +155,7 @@ def main() -> None:
     replay = gemm_replay(recorder.calls, device)
     seconds = seconds_per_call(step, device, args.steps)
     reference_seconds = seconds_per_call(
-        lambda: trainers["reference-style"].take_step(context, batch), device, args.steps
+        lambda: reference.take_step(context, batch), device, args.steps
     )
     gemm_seconds = seconds_per_call(replay, device, args.steps)
     achieved = flops / seconds / 1e9
