@@ -61,6 +61,8 @@ def per_task_loops() -> Iterator[None]:
         (pearl_algorithm, "rollout", one_slot_rollout),
         (pearl_algorithm, "adapt_online", one_slot_adapt_online),
         (launcher, "PEARLTrainer", ReferenceStepTrainer),
+        # the baseline steps eagerly even where util_params.cuda_graph is set
+        (launcher, "GraphedPEARLTrainer", ReferenceStepTrainer),
         (MultiTaskReplayBuffer, "random_batch", _per_task(_random_batch)),
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]

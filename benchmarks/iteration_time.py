@@ -93,7 +93,11 @@ def main() -> None:
     rows = run_two_iterations(args, variant)
     eval_steps = evaluation_steps(variant)
     device = "cuda" if variant["util_params"]["use_gpu"] and torch.cuda.is_available() else "cpu"
-    print(f"\n{args.config}, {args.train_steps} meta-gradient steps per iteration, device {device}")
+    graph = " (steps replayed from a CUDA graph)" if variant["util_params"]["cuda_graph"] else ""
+    print(
+        f"\n{args.config}, {args.train_steps} meta-gradient steps per iteration, "
+        f"device {device}{graph}"
+    )
     totals = print_table(rows, eval_steps, args.train_steps)
     if args.skip_baseline:
         return

@@ -9,7 +9,8 @@ in the same run with the same thread count:
     layout, then replayed back to back: the time the step would take if it were only them);
   - the update's layer shape (4096 x 300 @ 300 x 300) and a large square matmul.
 The same step written the reference's way (rlkit.torch.reference_trainer: per-task loops, full
-critic gradients for min Q, per-parameter Adam) is timed beside it.
+critic gradients for min Q, per-parameter Adam) is timed beside it, and on CUDA also the step
+replayed from a CUDA graph (rlkit.torch.cuda_graph, util_params.cuda_graph).
 
     python benchmarks/update_speed.py [--steps 20] [--device cpu|cuda]
 """
@@ -30,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rlkit.core.logger import library_versions  # noqa: E402
 from rlkit.launchers.config import load_config  # noqa: E402
 from rlkit.launchers.launcher import build_trainer  # noqa: E402
+from rlkit.torch.cuda_graph import GraphedPEARLTrainer  # noqa: E402
 from rlkit.torch.pearl_trainer import RLBatch  # noqa: E402
 from rlkit.torch.reference_trainer import (  # noqa: E402
     ReferenceStepTrainer,
@@ -185,6 +187,18 @@ def main() -> None:
     print(f"update at {achieved / own:.0%} of its own matmuls' throughput")
     print(f"update at {achieved / layer:.0%} of the layer-shaped matmul throughput")
     print(f"update at {achieved / square:.0%} of the large square matmul throughput")
+    if device.type != "cuda":
+        return
+    graphed = make_trainer(GraphedPEARLTrainer)
+    graph_seconds = seconds_per_call(
+        lambda: graphed.take_step(context, batch), device, args.steps, warmup=5
+    )
+    print(
+        f"the step replayed from a CUDA graph (util_params.cuda_graph): "
+        f"{graph_seconds * 1e3:.2f} ms per step, {1 / graph_seconds:.1f} steps/s, "
+        f"{flops / graph_seconds / 1e9:.1f} GFLOP/s; {seconds / graph_seconds:.2f}x the eager "
+        f"step, {reference_seconds / graph_seconds:.2f}x the reference-style step"
+    )
 
 
 if __name__ == "__main__":

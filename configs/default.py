@@ -51,6 +51,7 @@ default_config = dict(
         base_log_dir="output",
         use_gpu=True,  # falls back to the CPU with a warning when CUDA is not available
         gpu_id=0,
+        cuda_graph=False,  # ours: replay each meta-gradient step from a CUDA graph (CUDA only)
         debug=False,  # run folder named `debug`, more printing
         docker=False,
         seed=None,  # ours: None draws a seed, which is recorded in variant.json

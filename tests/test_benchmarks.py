@@ -12,6 +12,7 @@ from rlkit.data_management.multitask_replay_buffer import MultiTaskReplayBuffer
 from rlkit.data_management.path import Path as Trajectory
 from rlkit.launchers import launcher
 from rlkit.samplers import online_adaptation, rollout
+from rlkit.torch.cuda_graph import GraphedPEARLTrainer
 from rlkit.torch.pearl_trainer import PEARLTrainer
 from rlkit.torch.reference_trainer import ReferenceStepTrainer
 
@@ -68,6 +69,7 @@ def test_baseline_patches_are_undone():
     )
     with baseline.per_task_loops():
         assert pearl_algorithm.rollout is baseline.one_slot_rollout
+        assert launcher.GraphedPEARLTrainer is ReferenceStepTrainer
     after = (
         pearl_algorithm.rollout,
         pearl_algorithm.adapt_online,
@@ -76,3 +78,4 @@ def test_baseline_patches_are_undone():
     assert after == before
     assert before[0] is rollout.rollout and before[1] is online_adaptation.adapt_online
     assert launcher.PEARLTrainer is PEARLTrainer
+    assert launcher.GraphedPEARLTrainer is GraphedPEARLTrainer

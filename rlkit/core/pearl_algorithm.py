@@ -182,6 +182,8 @@ class PEARLAlgorithm:
         whose gradients are not finite, per loss. A NaN or inf loss gives such gradients, and
         Adam carries them into the weights, so nothing is synced per step."""
         self._first_bad_step = torch.full((len(LOSSES),), NO_BAD_STEP, device=self.device)
+        # the step's index on the device, so that a step replayed from a CUDA graph reads it
+        self._step_index = torch.zeros((), dtype=torch.int64, device=self.device)
         for attribute, loss in LOSS_OF_OPTIMIZER.items():
             index = LOSSES.index(loss)
 
@@ -191,7 +193,7 @@ class PEARLAlgorithm:
                 if not grads:
                     return
                 total = torch.stack(torch._foreach_norm(grads)).sum()
-                step = torch.where(torch.isfinite(total), NO_BAD_STEP, self._steps_done or 0)
+                step = torch.where(torch.isfinite(total), NO_BAD_STEP, self._step_index)
                 self._first_bad_step[index] = torch.minimum(self._first_bad_step[index], step)
 
             getattr(self.trainer, attribute).register_step_pre_hook(check)
@@ -596,6 +598,7 @@ class PEARLAlgorithm:
                     )
                     return False
                 indices = self.rng.choice(self.train_tasks, self.meta_batch)
+                self._step_index.fill_(self._steps_done)
                 self._do_training(indices)
                 self.n_train_steps_total += 1
                 self._steps_done += 1

@@ -66,7 +66,12 @@ SNAPSHOT_MODES = ("last", "all", "gap", "gap_and_last", "none")
 # keys whose default is None and the type they take otherwise
 OPTIONAL = {"path_to_weights": str, "util_params.seed": int}
 # what `--resume` may change: the run's length and the machine it runs on
-RESUMABLE = ("algo_params.num_iterations", "util_params.use_gpu", "util_params.gpu_id")
+RESUMABLE = (
+    "algo_params.num_iterations",
+    "util_params.use_gpu",
+    "util_params.gpu_id",
+    "util_params.cuda_graph",
+)
 
 
 def _type_name(value) -> str:

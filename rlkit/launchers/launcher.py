@@ -20,6 +20,7 @@ from rlkit.envs import ENVS
 from rlkit.envs.wrappers import NormalizedBoxEnv
 from rlkit.launchers.config import ConfigError, check_output_folder, check_task_counts
 from rlkit.torch.agent import PEARLAgent
+from rlkit.torch.cuda_graph import GraphedPEARLTrainer
 from rlkit.torch.networks import Mlp, MlpEncoder, RecurrentEncoder, TanhGaussianPolicy
 from rlkit.torch.pearl_trainer import PEARLTrainer
 from rlkit.torch.pytorch_util import select_device
@@ -153,7 +154,17 @@ def build_algorithm(variant: dict, logger: RunLogger, device: torch.device) -> P
     tasks = list(env.get_all_task_idx())
     obs_dim = int(np.prod(env.observation_space.shape))
     action_dim = int(np.prod(env.action_space.shape))
-    trainer = build_trainer(variant, obs_dim, action_dim)
+    trainer_class = None
+    if util["cuda_graph"]:
+        if device.type == "cuda":
+            trainer_class = GraphedPEARLTrainer
+        else:
+            warnings.warn(
+                "util_params.cuda_graph is set but training runs on the CPU: the steps run "
+                "as they are",
+                stacklevel=2,
+            )
+    trainer = build_trainer(variant, obs_dim, action_dim, trainer_class)
     if variant["path_to_weights"] is not None:
         load_weights(trainer, variant["path_to_weights"], device)
     for net in trainer.networks.values():

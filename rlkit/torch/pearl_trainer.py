@@ -38,6 +38,27 @@ class RLBatch:
     terminals: torch.Tensor
 
 
+@dataclass
+class StepOutputs:
+    """What one step leaves for the statistics and the next context chunk, all detached:
+    the encoder's state (None for the MLP encoder), the posterior (tasks, latent), the losses
+    (scalars) and the per-transition predictions (tasks * batch, 1 or action_dim)."""
+
+    encoder_state: tuple[torch.Tensor, torch.Tensor] | None
+    z_mean: torch.Tensor
+    z_var: torch.Tensor
+    kl_div: torch.Tensor
+    kl_loss: torch.Tensor
+    qf_loss: torch.Tensor
+    vf_loss: torch.Tensor
+    policy_loss: torch.Tensor
+    q1_pred: torch.Tensor
+    v_pred: torch.Tensor
+    log_pi: torch.Tensor
+    policy_mean: torch.Tensor
+    policy_log_std: torch.Tensor
+
+
 def stats_of(name: str, values: torch.Tensor) -> OrderedDict:
     """rlkit's create_stats_ordered_dict: NAME Mean, Std, Max, Min."""
     data = values.detach().cpu().numpy()
@@ -125,6 +146,17 @@ class PEARLTrainer:
         Returns the recurrent encoder's state, detached (the caller carries it to the next
         context chunk: truncated backprop), and the step's statistics when `want_stats`.
         """
+        out = self.update(context, batch, encoder_state)
+        return out.encoder_state, (self.step_stats(out) if want_stats else None)
+
+    def update(
+        self,
+        context: torch.Tensor,
+        batch: RLBatch,
+        encoder_state: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> StepOutputs:
+        """The step's math and optimizer updates, with no host synchronisation (so that it can
+        be captured in a CUDA graph); returns what the statistics and the next chunk need."""
         agent = self.agent
         tasks, b, _ = batch.obs.shape
 
@@ -186,21 +218,38 @@ class PEARLTrainer:
         policy_loss.backward()
         self.policy_optimizer.step()
 
-        if encoder_state is not None:
-            encoder_state = tuple(s.detach() for s in encoder_state)
-        if not want_stats:
-            return encoder_state, None
+        return StepOutputs(
+            encoder_state=None
+            if encoder_state is None
+            else tuple(s.detach() for s in encoder_state),
+            z_mean=z_mean.detach(),
+            z_var=z_var.detach(),
+            kl_div=kl_div.detach(),
+            kl_loss=kl_loss.detach(),
+            qf_loss=qf_loss.detach(),
+            vf_loss=vf_loss.detach(),
+            policy_loss=policy_loss.detach(),
+            q1_pred=q1_pred.detach(),
+            v_pred=v_pred.detach(),
+            log_pi=log_pi.detach(),
+            policy_mean=policy_mean.detach(),
+            policy_log_std=policy_log_std.detach(),
+        )
+
+    @staticmethod
+    def step_stats(out: StepOutputs) -> OrderedDict:
+        """The logged training statistics of one step (rlkit's names)."""
         stats = OrderedDict()
-        stats["Z mean train"] = float(z_mean[0].detach().abs().mean())
-        stats["Z variance train"] = float(z_var[0].detach().mean())
-        stats["KL Divergence"] = float(kl_div.detach())
-        stats["KL Loss"] = float(kl_loss.detach())
-        stats["QF Loss"] = float(qf_loss.detach())
-        stats["VF Loss"] = float(vf_loss.detach())
-        stats["Policy Loss"] = float(policy_loss.detach())
-        stats.update(stats_of("Q Predictions", q1_pred))
-        stats.update(stats_of("V Predictions", v_pred))
-        stats.update(stats_of("Log Pis", log_pi))
-        stats.update(stats_of("Policy mu", policy_mean))
-        stats.update(stats_of("Policy log std", policy_log_std))
-        return encoder_state, stats
+        stats["Z mean train"] = float(out.z_mean[0].abs().mean())
+        stats["Z variance train"] = float(out.z_var[0].mean())
+        stats["KL Divergence"] = float(out.kl_div)
+        stats["KL Loss"] = float(out.kl_loss)
+        stats["QF Loss"] = float(out.qf_loss)
+        stats["VF Loss"] = float(out.vf_loss)
+        stats["Policy Loss"] = float(out.policy_loss)
+        stats.update(stats_of("Q Predictions", out.q1_pred))
+        stats.update(stats_of("V Predictions", out.v_pred))
+        stats.update(stats_of("Log Pis", out.log_pi))
+        stats.update(stats_of("Policy mu", out.policy_mean))
+        stats.update(stats_of("Policy log std", out.policy_log_std))
+        return stats

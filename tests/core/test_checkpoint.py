@@ -147,3 +147,26 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(
     assert checkpoint_path(run_dir).read_bytes() == good
     assert (run_dir / "progress.csv").read_text() == rows
     assert (algo.saved_epoch, algo.saved_steps_done) == (1, None)
+
+
+def test_the_first_bad_step_is_named(make_algorithm):
+    """The step index read by the gradient check lives on the device (a step replayed from a
+    CUDA graph reads it there): a loss going bad at the third step is reported as step 2."""
+    algo = make_algorithm("algo_params.num_iterations=1", "algo_params.num_train_steps_per_itr=4")
+    assert algo.train()
+    take_step = algo.trainer.take_step
+    calls = 0
+
+    def poisoned_from_the_third_step(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            poison_vf(algo.trainer)
+        return take_step(*args, **kwargs)
+
+    algo.trainer.take_step = poisoned_from_the_third_step
+    algo.num_iterations = 2
+    with pytest.raises(
+        TrainingDiverged, match="^VF Loss became NaN or inf at meta-gradient step 2 of iteration 1$"
+    ):
+        algo.train()

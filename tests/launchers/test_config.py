@@ -424,7 +424,9 @@ def test_resume_may_only_change_the_length_and_the_machine():
     variant = point_robot_variant()
     apply_resume_override(variant, "algo_params.num_iterations=900")
     apply_resume_override(variant, "util_params.gpu_id=1")
+    apply_resume_override(variant, "util_params.cuda_graph=true")
     assert variant["algo_params"]["num_iterations"] == 900
+    assert variant["util_params"]["cuda_graph"] is True
     message = error_message(apply_resume_override, variant, "algo_params.batch_size=8")
     assert_names(message, "--set algo_params.batch_size=8", "algo_params.num_iterations")
     assert variant["algo_params"]["batch_size"] == 256
