@@ -7,11 +7,14 @@ input shape, inputs copied into the fixed tensors before each replay, outputs co
 the step. With a CUDA device the real graph is checked against eager steps too.
 """
 
+import csv
 from functools import partial
 
 import pytest
 import torch
+from conftest import TIME_COLUMNS
 
+from rlkit.launchers import launcher
 from rlkit.launchers.config import load_config
 from rlkit.launchers.launcher import build_trainer
 from rlkit.torch.cuda_graph import GraphedPEARLTrainer
@@ -120,6 +123,28 @@ def test_replays_reuse_the_fixed_tensors():
 def test_at_least_one_warmup_step():
     with pytest.raises(ValueError, match="warmup_steps must be at least 1"):
         build_trainer(variant(False), OBS, ACT, partial(GraphedPEARLTrainer, warmup_steps=0))
+
+
+def progress_rows(algorithm) -> list[dict]:
+    with open(algorithm.logger.run_dir / "progress.csv", newline="") as f:
+        return [
+            {k: v for k, v in row.items() if k not in TIME_COLUMNS} for row in csv.DictReader(f)
+        ]
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_run_of_replayed_steps_logs_what_a_plain_run_logs(make_algorithm, monkeypatch):
+    """Through the training loop: statistics read from the fixed outputs, the divergence
+    check's hooks inside the recorded step, evaluation between iterations."""
+    settings = ("algo_params.num_iterations=2", "algo_params.num_train_steps_per_itr=4")
+    plain = make_algorithm(*settings)
+    assert plain.train()
+    monkeypatch.setattr(launcher, "PEARLTrainer", partial(PlainRecording, warmup_steps=1))
+    replayed = make_algorithm(*settings)
+    assert type(replayed.trainer) is PlainRecording
+    assert replayed.train()
+    assert replayed.trainer.recordings == 1
+    assert progress_rows(replayed) == progress_rows(plain)
 
 
 def test_on_the_cpu_the_option_warns_and_steps_plainly(make_algorithm):
