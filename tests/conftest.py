@@ -6,6 +6,7 @@ import torch
 from rlkit.core.logger import RunLogger
 from rlkit.launchers.config import apply_override, load_config
 from rlkit.launchers.launcher import build_algorithm
+from rlkit.torch.pearl_trainer import RLBatch
 
 TINY = [
     "n_train_tasks=6",
@@ -92,3 +93,18 @@ def tiny_overrides(base_dir, iterations):
         "util_params.use_gpu=false",
         f"util_params.base_log_dir={base_dir}",
     ]
+
+
+def random_step_data(
+    g: torch.Generator, tasks: int, n_context: int, batch: int, obs_dim: int, action_dim: int
+) -> tuple[torch.Tensor, RLBatch]:
+    """A random context (tasks, n_context, obs + action + 1) and RL batch for one update."""
+    context = torch.randn(tasks, n_context, obs_dim + action_dim + 1, generator=g)
+    rl_batch = RLBatch(
+        obs=torch.randn(tasks, batch, obs_dim, generator=g),
+        actions=torch.rand(tasks, batch, action_dim, generator=g) * 2 - 1,
+        rewards=torch.randn(tasks, batch, generator=g),
+        next_obs=torch.randn(tasks, batch, obs_dim, generator=g),
+        terminals=(torch.rand(tasks, batch, generator=g) < 0.3).float(),
+    )
+    return context, rl_batch

@@ -12,7 +12,7 @@ from functools import partial
 
 import pytest
 import torch
-from conftest import TIME_COLUMNS
+from conftest import TIME_COLUMNS, random_step_data
 
 from rlkit.launchers import launcher
 from rlkit.launchers.config import load_config
@@ -62,14 +62,7 @@ def batches(steps: int, device="cpu"):
     """A different context and RL batch for every step (a stale input would show)."""
     g = torch.Generator().manual_seed(1)
     for _ in range(steps):
-        context = torch.randn(TASKS, CONTEXT, OBS + ACT + 1, generator=g)
-        batch = RLBatch(
-            obs=torch.randn(TASKS, BATCH, OBS, generator=g),
-            actions=torch.rand(TASKS, BATCH, ACT, generator=g) * 2 - 1,
-            rewards=torch.randn(TASKS, BATCH, generator=g),
-            next_obs=torch.randn(TASKS, BATCH, OBS, generator=g),
-            terminals=(torch.rand(TASKS, BATCH, generator=g) < 0.3).float(),
-        )
+        context, batch = random_step_data(g, TASKS, CONTEXT, BATCH, OBS, ACT)
         yield context.to(device), RLBatch(*(t.to(device) for t in vars(batch).values()))
 
 

@@ -11,10 +11,11 @@ import copy
 
 import pytest
 import torch
+from conftest import random_step_data
 
 from rlkit.torch.agent import PEARLAgent
 from rlkit.torch.networks import Mlp, MlpEncoder, TanhGaussianPolicy
-from rlkit.torch.pearl_trainer import PEARLTrainer, RLBatch
+from rlkit.torch.pearl_trainer import PEARLTrainer
 from rlkit.torch.reference_trainer import ReferenceStepTrainer
 
 OBS, ACT, LATENT, HIDDEN = 3, 2, 2, [6, 6]
@@ -49,16 +50,7 @@ def make_trainer(use_ib=True):
 
 
 def make_data():
-    g = torch.Generator().manual_seed(1)
-    context = torch.randn(TASKS, CONTEXT, OBS + ACT + 1, generator=g)
-    batch = RLBatch(
-        obs=torch.randn(TASKS, BATCH, OBS, generator=g),
-        actions=torch.rand(TASKS, BATCH, ACT, generator=g) * 2 - 1,
-        rewards=torch.randn(TASKS, BATCH, generator=g),
-        next_obs=torch.randn(TASKS, BATCH, OBS, generator=g),
-        terminals=(torch.rand(TASKS, BATCH, generator=g) < 0.3).float(),
-    )
-    return context, batch
+    return random_step_data(torch.Generator().manual_seed(1), TASKS, CONTEXT, BATCH, OBS, ACT)
 
 
 def reference_copy(trainer: PEARLTrainer) -> ReferenceStepTrainer:
