@@ -6,8 +6,9 @@ steps per iteration (--train-steps, default 100): iteration 0 includes the initi
 (num_initial_steps on every train task), iteration 1 is a steady-state iteration.
 
 Then the same two iterations with the per-task-loop baseline (benchmarks/baseline.py: one env
-at a time, the reference-style meta-gradient step), and the ratio of the times
-(--skip-baseline leaves it out).
+at a time, the reference-style meta-gradient step), the ratio of the times (--skip-baseline
+leaves it out), and both estimated for a steady-state iteration of the config's full length
+(the same sampling and evaluation, the training time scaled to num_train_steps_per_itr).
 
     python benchmarks/iteration_time.py [--config C] [--train-steps 100] [--set KEY=VALUE ...]
                                         [--skip-baseline]
@@ -56,6 +57,14 @@ def run_two_iterations(args, variant: dict) -> list[dict]:
         prepare(variant, args.config)
         run_dir = run_experiment(variant)
         return list(csv.DictReader(open(run_dir / "progress.csv")))
+
+
+def full_iteration_seconds(row: dict, train_steps: int, full_steps: int) -> float:
+    """An iteration's seconds with `full_steps` meta-gradient steps instead of `train_steps`:
+    the same sampling and evaluation, the training time scaled."""
+    sample, train = float(row["Sample Time (s)"]), float(row["Train Time (s)"])
+    evaluation = float(row["Epoch Time (s)"]) - sample - train
+    return sample + evaluation + train * full_steps / train_steps
 
 
 def print_table(rows: list[dict], eval_steps: int, train_steps: int) -> list[float]:
@@ -107,6 +116,15 @@ def main() -> None:
     baseline_totals = print_table(baseline_rows, eval_steps, args.train_steps)
     for i, (ours, theirs) in enumerate(zip(totals, baseline_totals, strict=True)):
         print(f"iteration {i}: {theirs / ours:.2f}x faster than the baseline")
+    full_steps = load_config(args.config)["algo_params"]["num_train_steps_per_itr"]
+    ours, theirs = (
+        full_iteration_seconds(r[-1], args.train_steps, full_steps) for r in (rows, baseline_rows)
+    )
+    print(
+        f"a steady-state iteration of the config ({full_steps} meta-gradient steps), from the "
+        f"rates of iteration {len(rows) - 1}: {ours:.1f} s, baseline {theirs:.1f} s, "
+        f"{theirs / ours:.2f}x"
+    )
 
 
 if __name__ == "__main__":
