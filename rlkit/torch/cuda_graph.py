@@ -75,6 +75,7 @@ class GraphedPEARLTrainer(PEARLTrainer):
             raise ValueError(f"warmup_steps must be at least 1, got {warmup_steps}")
         self.warmup_steps = warmup_steps
         self._recordings: dict[tuple, _Recording] = {}
+        self._streams: dict[torch.device, torch.cuda.Stream] = {}
 
     def update(self, context, batch, encoder_state=None) -> StepOutputs:
         inputs = _flatten(context, batch, encoder_state)
@@ -109,11 +110,18 @@ class GraphedPEARLTrainer(PEARLTrainer):
             self.context_optimizer,
         ]
 
-    @staticmethod
-    def _run_warmup(step: Callable[[], StepOutputs], device: torch.device) -> StepOutputs:
-        """An eager step on a side stream, as CUDA's graph capture asks of the steps before it."""
+    def _side_stream(self, device: torch.device) -> torch.cuda.Stream:
+        """One side stream per device for the warm-up steps and the recordings: libraries that
+        keep handles per stream (cuBLAS workspaces) create them while warming up, not while
+        recording."""
+        if device not in self._streams:
+            self._streams[device] = torch.cuda.Stream(device=device)
+        return self._streams[device]
+
+    def _run_warmup(self, step: Callable[[], StepOutputs], device: torch.device) -> StepOutputs:
+        """An eager step on the side stream, as CUDA's graph capture asks of the steps before it."""
         with torch.cuda.device(device):
-            side = torch.cuda.Stream()
+            side = self._side_stream(device)
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
                 out = step()
@@ -134,7 +142,10 @@ class GraphedPEARLTrainer(PEARLTrainer):
                 group["capturable"] = True
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.device(device), torch.cuda.graph(graph):
+            with (
+                torch.cuda.device(device),
+                torch.cuda.graph(graph, stream=self._side_stream(device)),
+            ):
                 step()
         finally:
             for optimizer in self._optimizers:

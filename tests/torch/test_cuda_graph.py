@@ -29,8 +29,7 @@ class PlainRecording(GraphedPEARLTrainer):
 
     recordings = 0
 
-    @staticmethod
-    def _run_warmup(step, device):
+    def _run_warmup(self, step, device):
         return step()
 
     def _record(self, step, device):
