@@ -99,6 +99,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}")
     print(f"torch threads: {torch.get_num_threads()}, versions: {json.dumps(library_versions())}")
     variant = load_config(args.config)
+    full_steps = variant["algo_params"]["num_train_steps_per_itr"]  # before --train-steps
     rows = run_two_iterations(args, variant)
     eval_steps = evaluation_steps(variant)
     device = "cuda" if variant["util_params"]["use_gpu"] and torch.cuda.is_available() else "cpu"
@@ -116,7 +117,6 @@ def main() -> None:
     baseline_totals = print_table(baseline_rows, eval_steps, args.train_steps)
     for i, (ours, theirs) in enumerate(zip(totals, baseline_totals, strict=True)):
         print(f"iteration {i}: {theirs / ours:.2f}x faster than the baseline")
-    full_steps = load_config(args.config)["algo_params"]["num_train_steps_per_itr"]
     ours, theirs = (
         full_iteration_seconds(r[-1], args.train_steps, full_steps) for r in (rows, baseline_rows)
     )
