@@ -546,10 +546,6 @@ class PEARLAlgorithm:
         return self._elapsed + time.perf_counter() - self._segment_start
 
     # ----------------------------------------------------------------- loop
-    def _set_training_mode(self, mode: bool) -> None:
-        for net in self.trainer.networks.values():
-            net.train(mode)
-
     def train(self) -> bool:
         """Run the iterations from where the algorithm stands to num_iterations; True when all
         are done, False when it stopped on request (stop_requested), a checkpoint saved."""

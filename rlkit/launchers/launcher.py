@@ -96,11 +96,24 @@ def weight_files(folder: str) -> dict[str, Path]:
     return {name: Path(folder) / f"{name}.pth" for name in WEIGHT_NAMES}
 
 
-def load_weights(trainer: PEARLTrainer, folder: str, device: torch.device) -> None:
-    """Start from the six NAME.pth state dicts in `folder`."""
+def load_network(net: torch.nn.Module, path: Path, name: str) -> None:
+    """Load the state dict in `path` (this code's or the reference's) into `net`; ConfigError
+    naming the file when it cannot be read or does not fit the network."""
+    try:
+        state = torch.load(path, map_location="cpu")
+        net.load_state_dict(state)
+    except Exception as err:  # a torn or foreign file (any unpickling error) or a misfit
+        lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+        # load_state_dict's first line only names the class: its second says what misfits
+        detail = lines[1] if len(lines) > 1 and "loading state_dict" in lines[0] else lines[0]
+        raise ConfigError(f"{path}: does not fit the config's {name} ({detail})") from None
+
+
+def load_weights(trainer: PEARLTrainer, folder: str) -> None:
+    """Start the six networks from the NAME.pth state dicts in `folder`."""
     files = weight_files(folder)
     for name, net in trainer.networks.items():
-        net.load_state_dict(torch.load(files[name], map_location=device))
+        load_network(net, files[name], name)
 
 
 def check_run_inputs(variant: dict, where: str) -> dict:
@@ -111,6 +124,9 @@ def check_run_inputs(variant: dict, where: str) -> dict:
         for path in weight_files(variant["path_to_weights"]).values():
             if not path.is_file():
                 raise ConfigError(f"{where}: path_to_weights: {path} is missing")
+        obs_dim = int(np.prod(env.observation_space.shape))
+        action_dim = int(np.prod(env.action_space.shape))
+        load_weights(build_trainer(variant, obs_dim, action_dim), variant["path_to_weights"])
     util = variant["util_params"]
     if util["seed"] is None:
         util["seed"] = int(np.random.SeedSequence().entropy % (2**31))
@@ -166,7 +182,7 @@ def build_algorithm(variant: dict, logger: RunLogger, device: torch.device) -> P
             )
     trainer = build_trainer(variant, obs_dim, action_dim, trainer_class)
     if variant["path_to_weights"] is not None:
-        load_weights(trainer, variant["path_to_weights"], device)
+        load_weights(trainer, variant["path_to_weights"])
     for net in trainer.networks.values():
         net.to(device)
     return PEARLAlgorithm(

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from rlkit.launchers.config import ConfigError, load_config, validate
-from rlkit.launchers.launcher import build_trainer, make_env
+from rlkit.launchers.launcher import build_trainer, load_network, make_env
 from rlkit.samplers.online_adaptation import adapt_online
 
 POINT_ROBOTS = ("point-robot", "sparse-point-robot")
@@ -67,11 +67,7 @@ class PolicySimulator:
         action_dim = int(np.prod(self.env.action_space.shape))
         self.agent = build_trainer(variant, obs_dim, action_dim).agent
         for name, path in snapshot_paths(run_dir, itr).items():
-            try:
-                getattr(self.agent, name).load_state_dict(torch.load(path, map_location="cpu"))
-            except (RuntimeError, OSError, EOFError) as err:
-                first = str(err).strip().splitlines()[0]
-                raise ConfigError(f"{path}: does not fit the config's {name}: {first}") from None
+            load_network(getattr(self.agent, name), path, name)
         self.agent.eval()
         self.eval_tasks = list(self.env.get_all_task_idx())[-variant["n_eval_tasks"] :]
         self.seed = seed

@@ -71,8 +71,20 @@ def linear_relu(x: torch.Tensor, fc: nn.Linear) -> torch.Tensor:
     return F.relu(fc(x))
 
 
+def _rename_legacy_hidden_keys(module, state_dict, prefix, *_) -> None:
+    """Load-state-dict pre-hook: this project's first releases kept the hidden layers in a
+    ModuleList (keys `fcs.I.weight`); they are `fcI.weight` now, as in rlkit."""
+    for key in [k for k in state_dict if k.startswith(prefix + "fcs.")]:
+        index, rest = key[len(prefix) + 4 :].split(".", 1)
+        state_dict[f"{prefix}fc{index}.{rest}"] = state_dict.pop(key)
+
+
 class Mlp(nn.Module):
-    """ReLU MLP: fc0..fc{k-1} hidden layers, then `last_fc` (names match rlkit's state dicts)."""
+    """ReLU MLP: fc0..fc{k-1} hidden layers, then `last_fc`.
+
+    The layers are attributes named as in rlkit (not a ModuleList), so that state dicts carry
+    the reference's keys: weight files of either code load into the other's networks.
+    """
 
     def __init__(
         self, hidden_sizes: list[int], output_size: int, input_size: int, init_w: float = 3e-3
@@ -81,17 +93,19 @@ class Mlp(nn.Module):
         self.input_size = input_size
         self.output_size = output_size
         self.hidden_sizes = list(hidden_sizes)
-        self.fcs = nn.ModuleList()
+        self.fcs: list[nn.Linear] = []
         in_size = input_size
-        for size in hidden_sizes:
+        for i, size in enumerate(hidden_sizes):
             fc = nn.Linear(in_size, size)
             fanin_init(fc.weight)
             nn.init.constant_(fc.bias, 0.1)
+            setattr(self, f"fc{i}", fc)
             self.fcs.append(fc)
             in_size = size
         self.last_fc = nn.Linear(in_size, output_size)
         nn.init.uniform_(self.last_fc.weight, -init_w, init_w)
         nn.init.uniform_(self.last_fc.bias, -init_w, init_w)
+        self.register_load_state_dict_pre_hook(_rename_legacy_hidden_keys)
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         for fc in self.fcs:
@@ -113,6 +127,12 @@ class MlpEncoder(Mlp):
     recurrent = False
 
 
+def _drop_reference_hidden_buffer(module, state_dict, prefix, *_) -> None:
+    """Load-state-dict pre-hook: the reference's recurrent encoder saved its carried LSTM state
+    as a buffer `hidden`; ours keeps no state in the module (the caller carries it)."""
+    state_dict.pop(prefix + "hidden", None)
+
+
 class RecurrentEncoder(Mlp):
     """MLP embedding of each transition, an LSTM over the ordered context, `last_fc` on its state.
 
@@ -128,6 +148,7 @@ class RecurrentEncoder(Mlp):
         super().__init__(hidden_sizes, output_size, input_size, init_w)
         width = self.hidden_sizes[-1]
         self.lstm = nn.LSTM(width, width, num_layers=1, batch_first=True)
+        self.register_load_state_dict_pre_hook(_drop_reference_hidden_buffer)
 
     def forward(
         self,

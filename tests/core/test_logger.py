@@ -4,8 +4,11 @@ from collections import OrderedDict
 
 import pytest
 import torch
+from conftest import TINY
 
 from rlkit.core.logger import RunLogger, create_run_dir
+from rlkit.launchers.config import ConfigError, apply_override, load_config
+from rlkit.launchers.launcher import prepare
 
 
 def test_run_folders_are_never_reused(tmp_path):
@@ -63,3 +66,29 @@ def test_path_to_weights_starts_every_network_from_the_files(make_algorithm, tmp
     for name, net in loaded.trainer.networks.items():
         for key, value in net.state_dict().items():
             assert torch.equal(value, trained.trainer.networks[name].state_dict()[key]), name
+
+
+def test_start_weights_that_do_not_fit_are_refused_before_the_run(make_algorithm, tmp_path):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for name, net in make_algorithm().trainer.networks.items():  # net_size 16
+        torch.save(net.state_dict(), folder / f"{name}.pth")
+    variant = load_config("configs/point-robot.json")
+    for expression in [
+        *TINY,
+        f"path_to_weights={folder}",
+        f"util_params.base_log_dir={tmp_path}/out",
+    ]:
+        apply_override(variant, expression)
+    prepare(variant, "cfg.json")  # they fit
+    apply_override(variant, "net_size=32")
+    with pytest.raises(
+        ConfigError,
+        match=r"policy\.pth: does not fit the config's policy \(size mismatch for fc0\.weight",
+    ):
+        prepare(variant, "cfg.json")
+    apply_override(variant, "net_size=16")
+    (folder / "qf2.pth").write_bytes(b"not a state dict")
+    with pytest.raises(ConfigError, match=r"qf2\.pth: does not fit the config's qf2"):
+        prepare(variant, "cfg.json")
+    assert not (tmp_path / "out").exists()

@@ -1,7 +1,9 @@
 """Network initialisation (rlkit's), the fused hidden layer, and the tanh-Gaussian policy's
 log-probability."""
 
+import copy
 import math
+import re
 
 import pytest
 import torch
@@ -9,7 +11,13 @@ from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
 from rlkit.torch import networks
-from rlkit.torch.networks import FUSED_MIN_ROWS, Mlp, TanhGaussianPolicy, linear_relu
+from rlkit.torch.networks import (
+    FUSED_MIN_ROWS,
+    Mlp,
+    RecurrentEncoder,
+    TanhGaussianPolicy,
+    linear_relu,
+)
 
 
 def test_mlp_initialisation_follows_rlkit():
@@ -139,3 +147,63 @@ def test_fused_layer_is_used_for_training_batches_only(monkeypatch):
     assert calls == []
     net(torch.randn(FUSED_MIN_ROWS, 3))
     assert len(calls) == (2 if networks.FUSED_LINEAR_RELU else 0)
+
+
+# the keys of rlkit's (and the reference's) state dicts, written out: fc0..fc2, last_fc, heads
+HIDDEN_KEYS = [f"fc{i}.{p}" for i in range(3) for p in ("weight", "bias")]
+
+
+def test_state_dicts_carry_rlkits_keys():
+    assert list(Mlp([8, 8, 8], 1, 5).state_dict()) == [
+        *HIDDEN_KEYS,
+        "last_fc.weight",
+        "last_fc.bias",
+    ]
+    assert list(TanhGaussianPolicy([8, 8, 8], 5, 2).state_dict()) == [
+        *HIDDEN_KEYS,
+        "last_fc.weight",
+        "last_fc.bias",
+        "last_fc_log_std.weight",
+        "last_fc_log_std.bias",
+    ]
+    lstm = [f"lstm.{p}_l0" for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    assert list(RecurrentEncoder([8, 8, 8], 4, 5).state_dict()) == [
+        *HIDDEN_KEYS,
+        "last_fc.weight",
+        "last_fc.bias",
+        *lstm,
+    ]
+
+
+def test_reference_recurrent_weights_load_without_their_carried_state():
+    torch.manual_seed(0)
+    source, target = RecurrentEncoder([8, 8, 8], 4, 5), RecurrentEncoder([8, 8, 8], 4, 5)
+    state = source.state_dict()
+    # the reference saved the LSTM state it carried between calls as a buffer, (1, tasks, width)
+    state["hidden"] = torch.randn(1, 16, 8)
+    target.load_state_dict(state)  # strict
+    context = torch.randn(3, 7, 5)
+    assert torch.equal(target(context)[0], source(context)[0])
+
+
+def test_weights_saved_with_a_module_list_still_load():
+    """This project's first runs saved the hidden layers as fcs.0, fcs.1, ..."""
+    torch.manual_seed(0)
+    source, target = TanhGaussianPolicy([8, 8, 8], 5, 2), TanhGaussianPolicy([8, 8, 8], 5, 2)
+    old_names = {re.sub(r"^fc(\d+)\.", r"fcs.\1.", k): v for k, v in source.state_dict().items()}
+    assert "fcs.2.bias" in old_names and "fc2.bias" not in old_names
+    target.load_state_dict(old_names)  # strict
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
+
+
+def test_a_copied_network_owns_its_layers():
+    """The target V is a deep copy of V: its hidden layers must be its own, not V's."""
+    net = Mlp([8, 8], 1, 5)
+    clone = copy.deepcopy(net)
+    assert all(fc is getattr(clone, f"fc{i}") for i, fc in enumerate(clone.fcs))
+    with torch.no_grad():
+        clone.fcs[0].weight.add_(1.0)
+    assert not torch.equal(clone.fc0.weight, net.fc0.weight)
+    x = torch.randn(4, 5)
+    assert not torch.equal(clone(x), net(x))
