@@ -10,8 +10,6 @@ sampler  rollout() with the policy of the config's size (net_size 300) choosing 
 """
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -21,7 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlkit.core.logger import library_versions  # noqa: E402
+from machine import print_machine  # noqa: E402
+
 from rlkit.launchers.config import load_config, validate  # noqa: E402
 from rlkit.launchers.launcher import build_trainer, make_env  # noqa: E402
 from rlkit.samplers.rollout import rollout  # noqa: E402
@@ -79,8 +78,7 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=16, help="slots of the batched sampler")
     args = parser.parse_args()
 
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}")
-    print(f"torch threads: {torch.get_num_threads()}, versions: {json.dumps(library_versions())}")
+    print_machine()
     print(f"policy: net_size of each config, on CPU; {args.seconds:g} s per figure\n")
     header = f"{'family':<20} {'raw env':>10} {'sampler, 1 slot':>16} "
     print(header + f"{f'sampler, {args.slots} slots':>20}   (env steps per second)")

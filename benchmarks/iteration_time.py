@@ -16,8 +16,6 @@ leaves it out), and both estimated for a steady-state iteration of the config's 
 
 import argparse
 import csv
-import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
@@ -27,8 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from baseline import per_task_loops  # noqa: E402
+from machine import print_machine  # noqa: E402
 
-from rlkit.core.logger import library_versions  # noqa: E402
 from rlkit.launchers.config import apply_override, load_config, validate  # noqa: E402
 from rlkit.launchers.launcher import prepare, run_experiment  # noqa: E402
 
@@ -96,8 +94,7 @@ def main() -> None:
     parser.add_argument("--skip-baseline", action="store_true")
     args = parser.parse_args()
 
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}")
-    print(f"torch threads: {torch.get_num_threads()}, versions: {json.dumps(library_versions())}")
+    print_machine()
     variant = load_config(args.config)
     full_steps = variant["algo_params"]["num_train_steps_per_itr"]  # before --train-steps
     rows = run_two_iterations(args, variant)

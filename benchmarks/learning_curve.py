@@ -10,17 +10,14 @@ the two returns that show learning, then the final figures:
 
 import argparse
 import csv
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlkit.core.logger import library_versions  # noqa: E402
+from machine import print_machine  # noqa: E402
+
 from rlkit.launchers.config import apply_override, load_config, validate  # noqa: E402
 from rlkit.launchers.launcher import prepare, run_experiment  # noqa: E402
 
@@ -36,8 +33,7 @@ def main() -> None:
     parser.add_argument("--base-log-dir", default="output/benchmarks")
     args = parser.parse_args()
 
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}")
-    print(f"torch threads: {torch.get_num_threads()}, versions: {json.dumps(library_versions())}")
+    print_machine()
     finals = []
     for seed in args.seeds:
         variant = load_config(args.config)

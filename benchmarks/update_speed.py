@@ -16,8 +16,6 @@ replayed from a CUDA graph (rlkit.torch.cuda_graph, util_params.cuda_graph).
 """
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,7 +26,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlkit.core.logger import library_versions  # noqa: E402
+from machine import print_machine  # noqa: E402
+
 from rlkit.launchers.config import load_config  # noqa: E402
 from rlkit.launchers.launcher import build_trainer  # noqa: E402
 from rlkit.torch.cuda_graph import GraphedPEARLTrainer  # noqa: E402
@@ -126,10 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
 
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}")
-    if device.type == "cuda":
-        print(f"device: {torch.cuda.get_device_name(device)}")
-    print(f"torch threads: {torch.get_num_threads()}, versions: {json.dumps(library_versions())}")
+    print_machine(device)
 
     variant = load_config("configs/cheetah-vel.json")
     context, batch = synthetic_inputs(variant, device)

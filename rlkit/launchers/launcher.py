@@ -23,7 +23,7 @@ from rlkit.torch.agent import PEARLAgent
 from rlkit.torch.cuda_graph import GraphedPEARLTrainer
 from rlkit.torch.networks import Mlp, MlpEncoder, RecurrentEncoder, TanhGaussianPolicy
 from rlkit.torch.pearl_trainer import PEARLTrainer
-from rlkit.torch.pytorch_util import select_device
+from rlkit.torch.pytorch_util import keep_freed_host_memory, select_device
 
 ENCODER_HIDDEN = [200, 200, 200]
 EXIT_DIVERGED = 1
@@ -302,6 +302,7 @@ def run_experiment(
     is on disk.
     """
     util = variant["util_params"]
+    keep_freed_host_memory()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         device = select_device(util["use_gpu"], util["gpu_id"])
