@@ -136,6 +136,20 @@ def test_fused_hidden_layer_equals_linear_then_relu(shape, x_grad, weight_grad, 
     assert grads[0], "no gradient compared"
 
 
+@pytest.mark.skipif(not networks.FUSED_LINEAR_RELU, reason="no oneDNN fused linear in this torch")
+def test_fused_layer_takes_an_expanded_gradient():
+    """The backward masks its incoming gradient in place, except one it cannot write: a sum's
+    gradient is one number expanded over the output."""
+    torch.manual_seed(0)
+    fc = torch.nn.Linear(7, 9)
+    x = torch.randn(FUSED_MIN_ROWS, 7)
+    linear_relu(x, fc).sum().backward()
+    fused = fc.weight.grad.clone()
+    fc.weight.grad = None
+    torch.relu(fc(x)).sum().backward()
+    torch.testing.assert_close(fused, fc.weight.grad)
+
+
 def test_fused_layer_is_used_for_training_batches_only(monkeypatch):
     calls = []
     original = networks._FusedLinearReLU.apply
