@@ -10,12 +10,14 @@ in the same run with the same thread count:
   - the update's layer shape (4096 x 300 @ 300 x 300) and a large square matmul.
 The same step written the reference's way (rlkit.torch.reference_trainer: per-task loops, full
 critic gradients for min Q, per-parameter Adam) is timed beside it, and on CUDA also the step
-replayed from a CUDA graph (rlkit.torch.cuda_graph, util_params.cuda_graph).
+replayed from a CUDA graph (rlkit.torch.cuda_graph, util_params.cuda_graph). The step, the
+reference-style step and the matmul replay take turns in 5 rounds (medians reported).
 
     python benchmarks/update_speed.py [--steps 20] [--device cpu|cuda]
 """
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -74,6 +76,25 @@ def seconds_per_call(fn, device: torch.device, calls: int, warmup: int = 3) -> f
         fn()
     synchronize(device)
     return (time.perf_counter() - start) / calls
+
+
+def interleaved_seconds(fns: dict, device: torch.device, calls: int, rounds: int = 5) -> dict:
+    """Seconds per call of each function: the median over `rounds` rounds of calls / rounds
+    calls each, the functions taking turns, so that this shared machine's drift (5-10% over
+    minutes) weighs on all of them alike and their ratios hold."""
+    per_round = max(1, calls // rounds)
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            synchronize(device)
+            start = time.perf_counter()
+            for _ in range(per_round):
+                fn()
+            synchronize(device)
+            times[name].append((time.perf_counter() - start) / per_round)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def matmul_gflops(m: int, k: int, n: int, device: torch.device, calls: int) -> float:
@@ -151,11 +172,12 @@ def main() -> None:
     with unfused_hidden_layers(), GemmRecorder() as recorder:
         step()
     replay = gemm_replay(recorder.calls, device)
-    seconds = seconds_per_call(step, device, args.steps)
-    reference_seconds = seconds_per_call(
-        lambda: reference.take_step(context, batch), device, args.steps
+    timed = interleaved_seconds(
+        {"step": step, "reference": lambda: reference.take_step(context, batch), "gemms": replay},
+        device,
+        args.steps,
     )
-    gemm_seconds = seconds_per_call(replay, device, args.steps)
+    seconds, reference_seconds, gemm_seconds = timed["step"], timed["reference"], timed["gemms"]
     achieved = flops / seconds / 1e9
     own = flops / gemm_seconds / 1e9
 
