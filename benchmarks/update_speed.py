@@ -11,9 +11,10 @@ in the same run with the same thread count:
 The same step written the reference's way (rlkit.torch.reference_trainer: per-task loops, full
 critic gradients for min Q, per-parameter Adam) is timed beside it, and on CUDA also the step
 replayed from a CUDA graph (rlkit.torch.cuda_graph, util_params.cuda_graph). The step, the
-reference-style step and the matmul replay take turns in 5 rounds (medians reported).
+reference-style step and the matmul replay take turns in rounds (medians reported; the
+fraction of the matmuls' throughput is taken within each round, then the median and range).
 
-    python benchmarks/update_speed.py [--steps 20] [--device cpu|cuda]
+    python benchmarks/update_speed.py [--steps 40] [--rounds 10] [--device cpu|cuda]
 """
 
 import argparse
@@ -78,10 +79,10 @@ def seconds_per_call(fn, device: torch.device, calls: int, warmup: int = 3) -> f
     return (time.perf_counter() - start) / calls
 
 
-def interleaved_seconds(fns: dict, device: torch.device, calls: int, rounds: int = 5) -> dict:
-    """Seconds per call of each function: the median over `rounds` rounds of calls / rounds
-    calls each, the functions taking turns, so that this shared machine's drift (5-10% over
-    minutes) weighs on all of them alike and their ratios hold."""
+def interleaved_rounds(fns: dict, device: torch.device, calls: int, rounds: int = 5) -> dict:
+    """Seconds per call of each function in each of `rounds` rounds of calls / rounds calls,
+    the functions taking turns, so that this shared machine's drift (5-10% over minutes) weighs
+    on all of them alike and their ratios within a round hold."""
     per_round = max(1, calls // rounds)
     for fn in fns.values():
         fn()
@@ -94,6 +95,12 @@ def interleaved_seconds(fns: dict, device: torch.device, calls: int, rounds: int
                 fn()
             synchronize(device)
             times[name].append((time.perf_counter() - start) / per_round)
+    return times
+
+
+def interleaved_seconds(fns: dict, device: torch.device, calls: int, rounds: int = 5) -> dict:
+    """The median over the rounds of `interleaved_rounds`."""
+    times = interleaved_rounds(fns, device, calls, rounds)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -141,7 +148,10 @@ def gemm_replay(calls, device: torch.device):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20, help="timed meta-gradient steps")
+    parser.add_argument("--steps", type=int, default=40, help="timed meta-gradient steps")
+    parser.add_argument(
+        "--rounds", type=int, default=10, help="rounds in which the timed calls take turns"
+    )
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -172,14 +182,18 @@ def main() -> None:
     with unfused_hidden_layers(), GemmRecorder() as recorder:
         step()
     replay = gemm_replay(recorder.calls, device)
-    timed = interleaved_seconds(
+    rounds = interleaved_rounds(
         {"step": step, "reference": lambda: reference.take_step(context, batch), "gemms": replay},
         device,
         args.steps,
+        args.rounds,
     )
+    timed = {name: statistics.median(values) for name, values in rounds.items()}
     seconds, reference_seconds, gemm_seconds = timed["step"], timed["reference"], timed["gemms"]
     achieved = flops / seconds / 1e9
     own = flops / gemm_seconds / 1e9
+    # the fraction within each round (step and replay measured a second apart), then the median
+    fractions = sorted(g / s for g, s in zip(rounds["gemms"], rounds["step"], strict=True))
 
     rows = variant["algo_params"]["meta_batch"] * variant["algo_params"]["batch_size"]
     width = variant["net_size"]
@@ -202,7 +216,10 @@ def main() -> None:
     )
     print(f"  {rows} x {width} @ {width} x {width}: {layer:.1f} GFLOP/s")
     print(f"  2048 x 2048 @ 2048 x 2048: {square:.1f} GFLOP/s")
-    print(f"update at {achieved / own:.0%} of its own matmuls' throughput")
+    print(
+        f"update at {statistics.median(fractions):.0%} of its own matmuls' throughput "
+        f"(median of {len(fractions)} rounds, {fractions[0]:.0%}-{fractions[-1]:.0%})"
+    )
     print(f"update at {achieved / layer:.0%} of the layer-shaped matmul throughput")
     print(f"update at {achieved / square:.0%} of the large square matmul throughput")
     if device.type != "cuda":
