@@ -98,12 +98,6 @@ def interleaved_rounds(fns: dict, device: torch.device, calls: int, rounds: int 
     return times
 
 
-def interleaved_seconds(fns: dict, device: torch.device, calls: int, rounds: int = 5) -> dict:
-    """The median over the rounds of `interleaved_rounds`."""
-    times = interleaved_rounds(fns, device, calls, rounds)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def matmul_gflops(m: int, k: int, n: int, device: torch.device, calls: int) -> float:
     a = torch.randn(m, k, device=device)
     b = torch.randn(k, n, device=device)

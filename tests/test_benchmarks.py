@@ -100,12 +100,12 @@ def test_breakdown_variants_skip_only_what_they_name():
     torch.nn.init.constant_(fc.bias, 1.0)  # every unit active on some rows, dead on others
     real = _fused_layer_grads(x, fc)
     original = vars(networks._FusedLinearReLU)["backward"]
-    no_sums = update_breakdown._backward_skipping(bias_sums=False, masks=True)
+    no_sums = update_breakdown._backward_without_sums(masks=True)
     with update_breakdown.fused_backward(no_sums):
         grad_x, grad_w, grad_b = _fused_layer_grads(x, fc)
     assert torch.equal(grad_x, real[0]) and torch.equal(grad_w, real[1])
     assert torch.count_nonzero(real[2]) == 3 and torch.count_nonzero(grad_b) == 0
-    no_masks = update_breakdown._backward_skipping(bias_sums=False, masks=False)
+    no_masks = update_breakdown._backward_without_sums(masks=False)
     with update_breakdown.fused_backward(no_masks):
         grad_x, _, _ = _fused_layer_grads(x, fc)
     assert not torch.equal(grad_x, real[0])  # ReLU's zeros let through
