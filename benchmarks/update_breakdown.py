@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -77,19 +76,6 @@ def fused_backward(backward):
         networks._FusedLinearReLU.backward = original
 
 
-class FusedCallRecorder(TorchDispatchMode):
-    """Counts the fused linear + ReLU calls by input and weight shape."""
-
-    def __init__(self):
-        super().__init__()
-        self.shapes = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is FUSED:
-            self.shapes[(tuple(args[0].shape), tuple(args[1].shape))] += 1
-        return func(*args, **(kwargs or {}))
-
-
 def fresh_memory_cost(x_shape, w_shape, calls: int = 60) -> tuple[float, float]:
     """Seconds per fused call writing to just-freed memory, and to memory last used
     KEPT_OUTPUTS calls ago (its outputs kept alive, as the step keeps its activations)."""
@@ -140,8 +126,11 @@ def main() -> None:
         return step
 
     fns = {name: stepper(name) for name in trainers}
-    with FusedCallRecorder() as fused_calls:
+    with GemmRecorder(ops={FUSED}) as fused_calls:
         fns["step"]()
+    fused_shapes = collections.Counter(
+        (tuple(layouts[0][0]), tuple(layouts[1][0])) for _, layouts in fused_calls.calls
+    )
     with unfused_hidden_layers(), GemmRecorder() as recorder:
         fns["step"]()
     fns["gemms"] = gemm_replay(recorder.calls, device)
@@ -175,7 +164,7 @@ def main() -> None:
         f"fused forward layers, just-freed memory vs memory last used {KEPT_OUTPUTS} outputs ago:"
     )
     extra = 0.0
-    for (x_shape, w_shape), count in sorted(fused_calls.shapes.items()):
+    for (x_shape, w_shape), count in sorted(fused_shapes.items()):
         warm, cold = fresh_memory_cost(x_shape, w_shape)
         extra += count * (cold - warm)
         print(

@@ -109,14 +109,16 @@ GEMMS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten
 
 
 class GemmRecorder(TorchDispatchMode):
-    """Records every matmul call: its op and each tensor argument's shape and strides."""
+    """Records every call of `ops` (the matmuls unless told): the op and each tensor
+    argument's shape and strides."""
 
-    def __init__(self):
+    def __init__(self, ops=GEMMS):
         super().__init__()
+        self.ops = ops
         self.calls = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func in GEMMS:
+        if func in self.ops:
             layouts = [(a.shape, a.stride()) for a in args if isinstance(a, torch.Tensor)]
             self.calls.append((func, layouts))
         return func(*args, **(kwargs or {}))
