@@ -28,8 +28,9 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# two workers, one test file each at a time (the module fixtures train shared runs once)
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 bench: venv
 	$(PY) benchmarks/learning_curve.py

@@ -1,7 +1,22 @@
-"""Shared fixtures: a tiny point-robot PEARL experiment built from the real config path."""
+"""Shared fixtures: a tiny point-robot PEARL experiment built from the real config path, and
+the launcher for the tests' child processes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# One thread per process for torch (OpenMP, MKL) and numpy's BLAS, set before they load, and
+# inherited by the child processes: `make test` runs the suite as two processes on two cores,
+# and a process with two OpenMP threads beside any other load spin-waits for its descheduled
+# thread (10-30x slower). Results then do not depend on the core count either.
+for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[variable] = "1"
 
 import pytest
 import torch
+
+torch.set_num_threads(1)
 
 from rlkit.core.logger import RunLogger
 from rlkit.launchers.config import apply_override, load_config
@@ -60,13 +75,33 @@ TIME_COLUMNS = {
 }
 
 
-@pytest.fixture
-def one_torch_thread():
-    """Tiny networks run fastest on one thread, and a busy machine does not slow them down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `learning` train for minutes: they start first, so that under `make test`
+    (two workers, one file each at a time) the rest of the suite runs and reports beside them."""
+    items.sort(key=lambda item: item.get_closest_marker("learning") is None)
+
+# A child process (a tiny training run, sim_policy, a probe) takes 2-25 s on this project's
+# CPUs, alone or beside the suite's other children and a competing load; the limit catches a
+# hang, not a slow machine.
+CHILD_LIMIT_S = 900
+
+
+def run_child(args: list, limit_s: float = CHILD_LIMIT_S) -> subprocess.CompletedProcess:
+    """`python ARGS...` from the repo root (one thread, as this process), its output captured;
+    a child still running after `limit_s` fails the test with the command and its stderr's end."""
+    command = [sys.executable, *map(str, args)]
+    try:
+        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=limit_s)
+    except subprocess.TimeoutExpired as expired:
+        stderr = expired.stderr or b""
+        tail = (stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr)[-3000:]
+        pytest.fail(
+            f"{' '.join(command)} still ran after {limit_s} s; its stderr ended with:\n{tail}",
+            pytrace=False,
+        )
 
 
 # A reference config shrunk to seconds on a CPU, for end-to-end launches: --set expressions.

@@ -3,12 +3,11 @@
 import copy
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_child
 from matplotlib.image import imread
 from matplotlib.ticker import EngFormatter
 
@@ -105,6 +104,19 @@ def test_only_seed_and_machine_settings_are_ignored(tmp_path, change, pooled):
     assert len(groups) == (1 if pooled else 2)
 
 
+def band_edges(band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The x values of a fill_between band and its lower and upper y at each, sorted by x.
+
+    fill_between's polygon runs along one edge and back along the other, with extra vertices
+    at the ends and a closing one; grouping its vertices by x and taking the least and the
+    greatest y of each group gives the two edges whatever those extras are.
+    """
+    vertices = band.get_paths()[0].vertices
+    xs = np.unique(vertices[:, 0])
+    at_x = [vertices[vertices[:, 0] == x, 1] for x in xs]
+    return xs, np.array([ys.min() for ys in at_x]), np.array([ys.max() for ys in at_x])
+
+
 def test_lines_are_the_mean_over_seeds_and_bands_the_min_max(experiment):
     groups = group_runs(load_runs([str(d) for d in experiment["A"] + experiment["B"]]))
     fig = plot_curves(groups, "AverageReturn_all_test_tasks", experiment["tmp"] / "curves.png")
@@ -115,10 +127,10 @@ def test_lines_are_the_mean_over_seeds_and_bands_the_min_max(experiment):
         returns = experiment["returns"][name]
         np.testing.assert_allclose(line.get_ydata(), returns.mean(axis=0))
         np.testing.assert_allclose(line.get_xdata(), 2000 * np.arange(1, 7))
-        band_y = band.get_paths()[0].vertices[:, 1]
-        assert band_y.min() == pytest.approx(returns.min()) and band_y.max() == pytest.approx(
-            returns.max()
-        )
+        band_x, band_low, band_high = band_edges(band)
+        np.testing.assert_allclose(band_x, line.get_xdata())
+        np.testing.assert_allclose(band_low, returns.min(axis=0))
+        np.testing.assert_allclose(band_high, returns.max(axis=0))
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert labels == [
         "cheetah-vel (net_size=64), n=3 seeds",
@@ -206,11 +218,6 @@ def test_errors_are_one_line_with_status_2(experiment, capsys, case, message):
 
 
 def test_the_command_line_exits_2_without_a_traceback(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "rlkit.plot", str(tmp_path / "nope")],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).resolve().parents[1],
-    )
+    result = run_child(["-m", "rlkit.plot", tmp_path / "nope"])
     assert result.returncode == 2
     assert result.stderr == f"error: {tmp_path / 'nope'}: no such folder\n"

@@ -1,18 +1,16 @@
 """sim_policy.py on tiny trained runs: the per-trajectory report, the snapshot choice, the
 pictures and the video, and clean errors."""
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
+import shutil
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
+from conftest import run_child
 from matplotlib.image import imread
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "net_size=16",
     "algo_params.num_train_steps_per_itr=2",
@@ -43,15 +41,7 @@ RUNS = {
 
 
 def python(script, *args):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return subprocess.run(
-        [sys.executable, script, *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_child([script, *args])
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +83,28 @@ def test_config_and_run_dir_form_gives_the_same_report(run_dirs):
     assert len(averages(from_variant.stdout)) == 3  # the reference's default num_trajs
 
 
-def test_itr_picks_a_numbered_snapshot(run_dirs):
+def test_itr_picks_a_numbered_snapshot(run_dirs, tmp_path):
     run_dir = run_dirs["sparse-point"]
     first = python("sim_policy.py", run_dir, "--itr", 0, "--deterministic")
     last = python("sim_policy.py", run_dir, "--itr", 1, "--deterministic")
     assert first.returncode == last.returncode == 0, first.stderr
+    for name in ("context_encoder", "policy"):
+        old, new = (torch.load(run_dir / f"{name}_itr_{k}.pth") for k in (0, 1))
+        assert any(not torch.equal(old[key], new[key]) for key in old)
+    # The two reports need not differ: snapshots two meta-gradient steps apart can well earn
+    # the same sparse returns (often all 0). So in a copy of the run where every snapshot but
+    # iteration K's is garbage (reading one is an error, exit status 2), --itr K must still
+    # give the whole run's report: it read iteration K's files and no others.
+    for itr, report in ((0, first), (1, last)):
+        alone = tmp_path / f"only-itr-{itr}"
+        shutil.copytree(run_dir, alone)
+        for snapshot in alone.glob("*.pth"):
+            if not snapshot.name.endswith(f"_itr_{itr}.pth"):
+                snapshot.write_bytes(b"not a snapshot")
+        proc = python("sim_policy.py", alone, "--itr", itr, "--deterministic")
+        assert proc.returncode == 0, proc.stderr
+        assert sorted(averages(proc.stdout)) == [0, 1, 2]
+        assert averages(proc.stdout) == averages(report.stdout)
     missing = python("sim_policy.py", run_dir, "--itr", 7)
     assert missing.returncode == 2
     assert missing.stderr.strip() == (

@@ -11,8 +11,6 @@ from rlkit.core.checkpoint import atomic_torch_save, checkpoint_path, load_check
 from rlkit.core.logger import RunLogger
 from rlkit.core.pearl_algorithm import TrainingDiverged
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def progress_rows(run_dir):
     with open(run_dir / "progress.csv", newline="") as f:

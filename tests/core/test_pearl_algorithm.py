@@ -1,5 +1,8 @@
 """The data-collection schedule and the evaluation protocol of the meta-training loop."""
 
+import dataclasses
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -64,18 +67,47 @@ def test_duplicate_draws_are_collected_in_rounds():
 def test_posterior_collection_infers_from_the_encoder_buffer(make_algorithm, monkeypatch):
     algo = make_algorithm("algo_params.update_post_train=2")
     algo.collect_data(algo.train_tasks, 50, np.inf)
+    enc, rl = algo.enc_replay_buffer, algo.replay_buffer
+    # the encoder buffer's rewards (stored and to come) get a per-task mark no env reward has
+    # (dense rewards are <= 0), so a context row tells which buffer and task it came from
+    marks = {task: 100.0 + task for task in algo.train_tasks}
+    for task, mark in marks.items():
+        enc._data["rewards"][enc._row[task], : enc.size(task)] = mark
+    add_to_enc = enc.add_path
+
+    def add_marked(task, path):
+        add_to_enc(task, dataclasses.replace(path, rewards=np.full_like(path.rewards, marks[task])))
+
+    monkeypatch.setattr(enc, "add_path", add_marked)
+
+    def rows(buffer, task):
+        row, n = buffer._row[task], buffer.size(task)
+        data = {name: buffer._data[name][row, :n] for name in ("observations", "actions")}
+        return np.concatenate(
+            [data["observations"], data["actions"], buffer._data["rewards"][row, :n, None]], -1
+        )
+
     calls = []
     original = algo._posterior
 
     def spy(context, lengths=None):
-        calls.append((context.shape, lengths))
+        # the buffers as they stand when the posterior is inferred
+        stored = [(rows(enc, task), rows(rl, task)) for task in (0, 1)]
+        calls.append((context.numpy().copy(), lengths, stored))
         return original(context, lengths)
 
     monkeypatch.setattr(algo, "_posterior", spy)
     algo.collect_data([0, 1], 100, 2)
     # 5 trajectories of 20 per task; posterior after trajectories 2 and 4 from buffer context
     assert len(calls) == 2
-    assert all(shape == (2, 8, 5) and lengths is None for shape, lengths in calls)
+    assert all(context.shape == (2, 8, 5) and lengths is None for context, lengths, _ in calls)
+    for context, _, stored in calls:
+        for j, task in enumerate((0, 1)):  # the tasks' beliefs in task order
+            enc_rows, rl_rows = stored[j]
+            matches = (context[j, :, None] == enc_rows[None]).all(-1)
+            assert matches.any(-1).all(), f"context of task {task} not from its encoder buffer"
+            assert np.all(context[j, :, 4] == marks[task])
+            assert not (context[j, :, None] == rl_rows[None]).all(-1).any()
 
 
 def test_independent_trajectories_of_a_task_run_side_by_side(make_algorithm, monkeypatch):
@@ -157,9 +189,28 @@ def test_sparse_rewards_feed_the_context_and_the_returns_but_not_sac(make_algori
     assert paths([path]) == [pytest.approx(float(path.sparse_rewards.sum()))]
 
 
-def test_evaluate_reports_the_reference_statistics(make_algorithm):
-    algo = make_algorithm()
+def test_evaluate_reports_the_reference_statistics(make_algorithm, monkeypatch):
+    algo = make_algorithm("algo_params.num_evals=2")
     algo.collect_data(algo.train_tasks, 50, np.inf)
+    buffer_waves, online_runs = [], []
+    original_rollout, original_adapt = pearl_algorithm.rollout, pearl_algorithm.adapt_online
+
+    def goals(envs):
+        return [tuple(env.unwrapped._goal) for env in envs]
+
+    def rollout_spy(envs, *args, **kwargs):
+        paths = original_rollout(envs, *args, **kwargs)
+        buffer_waves.append((goals(envs), paths))
+        return paths
+
+    def adapt_spy(envs, *args, **kwargs):
+        slot_paths, mean, var = original_adapt(envs, *args, **kwargs)
+        online_runs.append((goals(envs), slot_paths, mean.clone(), var.clone()))
+        return slot_paths, mean, var
+
+    # the buffer-posterior trajectories are the loop's own rollouts; the online runs adapt_online's
+    monkeypatch.setattr(pearl_algorithm, "rollout", rollout_spy)
+    monkeypatch.setattr(pearl_algorithm, "adapt_online", adapt_spy)
     stats = algo.evaluate(epoch=0)
     assert list(stats) == [
         "Z mean eval",
@@ -171,3 +222,39 @@ def test_evaluate_reports_the_reference_statistics(make_algorithm):
     # 20 steps of at most 0.1 * sqrt(2) from a start in [-1, 1]^2 to a goal in [-1, 1]^2
     for key in list(stats)[2:]:
         assert -20 * 2 * np.sqrt(2) < stats[key] < 0
+
+    def ret(path):
+        return math.fsum(path.rewards.tolist())
+
+    all_goals = algo._env(0).tasks
+    train_goals = {tuple(all_goals[t]) for t in algo.train_tasks}
+    n_eval, runs = len(algo.eval_tasks), algo.num_evals
+    # AverageTrainReturn: num_steps_per_eval // max_path_length waves on len(eval_tasks) train
+    # tasks, z from the buffer posterior; the mean return over all those trajectories
+    assert len(buffer_waves) == 60 // 20
+    train_subset = buffer_waves[0][0]
+    assert len(train_subset) == n_eval and set(train_subset) <= train_goals
+    assert all(wave_goals == train_subset for wave_goals, _ in buffer_waves)
+    returns = [ret(p) for _, paths in buffer_waves for p in paths]
+    assert stats["AverageTrainReturn_all_train_tasks"] == pytest.approx(np.mean(returns), rel=1e-6)
+    # AverageReturn: num_evals online runs per task, first the same train tasks, then the test
+    # tasks; per task the mean over runs of the last trajectory's return, then over tasks
+    test_goals = [tuple(all_goals[t]) for t in algo.eval_tasks]
+    assert len(online_runs) == 2
+    expected_goals = (train_subset, test_goals)
+    keys = ("AverageReturn_all_train_tasks", "AverageReturn_all_test_tasks")
+    for (run_goals, slot_paths, _, _), task_goals, key in zip(
+        online_runs, expected_goals, keys, strict=True
+    ):
+        assert run_goals == [g for g in task_goals for _ in range(runs)]
+        for paths in slot_paths:  # trajectories until 60 steps: 3 of 20
+            assert [len(p) for p in paths] == [20, 20, 20]
+        finals = [
+            np.mean([ret(slot_paths[i * runs + r][-1]) for r in range(runs)])
+            for i in range(len(task_goals))
+        ]
+        assert stats[key] == pytest.approx(np.mean(finals), rel=1e-6)
+    # the Z statistics: the last test run's final posterior
+    _, _, mean, var = online_runs[1]
+    assert stats["Z mean eval"] == pytest.approx(float(mean[-1].abs().mean()), rel=1e-6)
+    assert stats["Z variance eval"] == pytest.approx(float(var[-1].mean()), rel=1e-6)

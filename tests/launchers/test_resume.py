@@ -11,24 +11,17 @@ import csv
 import json
 import os
 import signal
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import TIME_COLUMNS, TRAIN_STEPS_PER_ITR, tiny_overrides
+from conftest import ROOT, TIME_COLUMNS, TRAIN_STEPS_PER_ITR, run_child, tiny_overrides
 
 from rlkit.launchers.config import apply_override, load_config
 from rlkit.launchers.launcher import RunStopped, prepare, run_experiment
 from rlkit.torch.pearl_trainer import PEARLTrainer
 
-ROOT = Path(__file__).resolve().parents[2]
 ITERATIONS = 5
-
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny(base_dir, iterations=ITERATIONS):
@@ -115,11 +108,9 @@ CHAIN = [
 
 
 def launch(args, wrapper=None, what=()):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    command = [sys.executable, "launch_experiment.py", *args]
-    if wrapper is not None:
-        command = [sys.executable, str(wrapper), *map(str, what), *args]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if wrapper is None:
+        return run_child(["launch_experiment.py", *args])
+    return run_child([wrapper, *what, *args])
 
 
 def only_run(base_dir):

@@ -124,7 +124,6 @@ def progress_rows(algorithm) -> list[dict]:
         ]
 
 
-@pytest.mark.usefixtures("one_torch_thread")
 def test_a_run_of_replayed_steps_logs_what_a_plain_run_logs(make_algorithm, monkeypatch):
     """Through the training loop: statistics read from the fixed outputs, the divergence
     check's hooks inside the recorded step, evaluation between iterations."""

@@ -12,6 +12,8 @@ import copy
 import pytest
 import torch
 from conftest import random_step_data
+from torch.distributions import Normal
+from torch.nn import functional as F
 
 from rlkit.torch.agent import PEARLAgent
 from rlkit.torch.networks import Mlp, MlpEncoder, TanhGaussianPolicy
@@ -85,13 +87,76 @@ def test_update_matches_the_plain_computation(use_ib):
             assert moved, f"{name}.{pname} did not change"
 
 
-def test_training_statistics_describe_the_step():
-    trainer = make_trainer()
+def plain_mlp(net: Mlp, x: torch.Tensor, head: torch.nn.Linear | None = None) -> torch.Tensor:
+    """The network's output computed from its weights: ReLU hidden layers, then `head`."""
+    for fc in net.fcs:
+        x = torch.relu(F.linear(x, fc.weight, fc.bias))
+    head = net.last_fc if head is None else head
+    return F.linear(x, head.weight, head.bias)
+
+
+def population_stats(name: str, values: torch.Tensor) -> dict[str, float]:
+    data = values.numpy()
+    return {
+        f"{name} Mean": data.mean(),
+        f"{name} Std": data.std(),
+        f"{name} Max": data.max(),
+        f"{name} Min": data.min(),
+    }
+
+
+@pytest.mark.parametrize("use_ib", [True, False])
+def test_training_statistics_describe_the_step(use_ib):
+    trainer = make_trainer(use_ib)
+    with torch.no_grad():  # a log std far from 0, so that sigma weighs in the log-probability
+        trainer.agent.policy.last_fc_log_std.weight.normal_(0, 0.5)
+    before = {name: copy.deepcopy(net) for name, net in trainer.networks.items()}
     context, batch = make_data()
+    torch.manual_seed(7)
     _, stats = trainer.take_step(context, batch, want_stats=True)
+
+    # the same draws as the step: z's noise (with the bottleneck), then the policy's
+    torch.manual_seed(7)
+    z_noise = torch.randn(TASKS, LATENT) if use_ib else None
+    policy_noise = torch.randn(TASKS * BATCH, ACT)
+    with torch.no_grad():
+        params = plain_mlp(before["context_encoder"], context)
+        if use_ib:
+            precision = 1 / F.softplus(params[..., LATENT:])
+            z_var = 1 / precision.sum(dim=1)
+            z_mean = z_var * (params[..., :LATENT] * precision).sum(dim=1)
+            z = z_mean + z_var.sqrt() * z_noise
+            kl = 0.5 * (z_var + z_mean**2 - 1 - z_var.log()).sum()
+        else:
+            z_mean = params.mean(dim=1)
+            z_var, z, kl = torch.zeros_like(z_mean), z_mean, torch.zeros(())
+        obs = batch.obs.reshape(TASKS * BATCH, OBS)
+        actions = batch.actions.reshape(TASKS * BATCH, ACT)
+        task_z = z.repeat_interleave(BATCH, dim=0)
+        policy = before["policy"]
+        mu = plain_mlp(policy, torch.cat([obs, task_z], dim=1))
+        log_std = plain_mlp(policy, torch.cat([obs, task_z], dim=1), policy.last_fc_log_std)
+        log_std = log_std.clamp(-20, 2)
+        pre_tanh = mu + log_std.exp() * policy_noise
+        log_pi = Normal(mu, log_std.exp()).log_prob(pre_tanh)
+        log_pi = (log_pi - torch.log(1 - torch.tanh(pre_tanh) ** 2 + 1e-6)).sum(1)
+        expected = {
+            "Z mean train": z_mean[0].abs().mean().item(),
+            "Z variance train": z_var[0].mean().item(),
+            "KL Divergence": kl.item(),
+            **population_stats(
+                "Q Predictions", plain_mlp(before["qf1"], torch.cat([obs, actions, task_z], 1))
+            ),
+            **population_stats(
+                "V Predictions", plain_mlp(before["vf"], torch.cat([obs, task_z], 1))
+            ),
+            **population_stats("Log Pis", log_pi),
+            **population_stats("Policy mu", mu),
+            **population_stats("Policy log std", log_std),
+        }
+    for key, value in expected.items():
+        assert stats[key] == pytest.approx(value, rel=1e-5), key
     assert stats["KL Loss"] == pytest.approx(HP["kl_lambda"] * stats["KL Divergence"])
-    for name in ("Q Predictions", "V Predictions", "Log Pis", "Policy mu", "Policy log std"):
-        assert stats[f"{name} Min"] <= stats[f"{name} Mean"] <= stats[f"{name} Max"]
     _, none = trainer.take_step(context, batch)
     assert none is None
 
