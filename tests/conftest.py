@@ -83,6 +83,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     (two workers, one file each at a time) the rest of the suite runs and reports beside them."""
     items.sort(key=lambda item: item.get_closest_marker("learning") is None)
 
+
 # A child process (a tiny training run, sim_policy, a probe) takes 2-25 s on this project's
 # CPUs, alone or beside the suite's other children and a competing load; the limit catches a
 # hang, not a slow machine.
