@@ -30,7 +30,7 @@ format: venv
 
 # two workers, one test file each at a time (the module fixtures train shared runs once)
 test: lint
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: venv
 	$(PY) benchmarks/learning_curve.py
