@@ -84,9 +84,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("learning") is None)
 
 
-# A child process (a tiny training run, sim_policy, a probe) takes 2-25 s on this project's
-# CPUs, alone or beside the suite's other children and a competing load; the limit catches a
-# hang, not a slow machine.
+# The suite starts 161 child processes (tiny training runs, sim_policy, probes); the longest
+# took 17 s on an AMD EPYC beside the suite's other work and two busy processes, so about 45 s
+# on a machine 2.5 times slower: the limit catches a hang, not a slow machine.
 CHILD_LIMIT_S = 900
 
 

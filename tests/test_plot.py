@@ -219,5 +219,5 @@ def test_errors_are_one_line_with_status_2(experiment, capsys, case, message):
 
 def test_the_command_line_exits_2_without_a_traceback(tmp_path):
     result = run_child(["-m", "rlkit.plot", tmp_path / "nope"])
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr == f"error: {tmp_path / 'nope'}: no such folder\n"

@@ -78,7 +78,10 @@ def test_config_and_run_dir_form_gives_the_same_report(run_dirs):
     run_dir = run_dirs["sparse-point"]
     from_variant = python("sim_policy.py", run_dir, "--deterministic")
     with_config = python("sim_policy.py", run_dir / "variant.json", run_dir, "--deterministic")
-    assert from_variant.returncode == with_config.returncode == 0, with_config.stderr
+    assert from_variant.returncode == with_config.returncode == 0, (
+        from_variant.stderr[-3000:],
+        with_config.stderr[-3000:],
+    )
     assert averages(from_variant.stdout) == averages(with_config.stdout)
     assert len(averages(from_variant.stdout)) == 3  # the reference's default num_trajs
 
@@ -87,7 +90,7 @@ def test_itr_picks_a_numbered_snapshot(run_dirs, tmp_path):
     run_dir = run_dirs["sparse-point"]
     first = python("sim_policy.py", run_dir, "--itr", 0, "--deterministic")
     last = python("sim_policy.py", run_dir, "--itr", 1, "--deterministic")
-    assert first.returncode == last.returncode == 0, first.stderr
+    assert first.returncode == last.returncode == 0, (first.stderr[-3000:], last.stderr[-3000:])
     for name in ("context_encoder", "policy"):
         old, new = (torch.load(run_dir / f"{name}_itr_{k}.pth") for k in (0, 1))
         assert any(not torch.equal(old[key], new[key]) for key in old)
@@ -106,7 +109,7 @@ def test_itr_picks_a_numbered_snapshot(run_dirs, tmp_path):
         assert sorted(averages(proc.stdout)) == [0, 1, 2]
         assert averages(proc.stdout) == averages(report.stdout)
     missing = python("sim_policy.py", run_dir, "--itr", 7)
-    assert missing.returncode == 2
+    assert missing.returncode == 2, missing.stderr[-3000:]
     assert missing.stderr.strip() == (
         f"error: {run_dir}: no snapshot of iteration 7 (numbered ones: 0, 1)"
     )
@@ -141,7 +144,7 @@ def test_mujoco_video_has_a_frame_per_step_of_every_trajectory(run_dirs):
 def test_run_without_snapshots_is_a_clear_error(run_dirs):
     run_dir = run_dirs["no-snapshots"]
     proc = python("sim_policy.py", run_dir)
-    assert proc.returncode == 2
+    assert proc.returncode == 2, proc.stderr[-3000:]
     assert proc.stderr.strip() == (
         f"error: {run_dir}: no policy.pth or policy_itr_K.pth snapshot (was snapshot_mode 'none'?)"
     )
@@ -149,6 +152,6 @@ def test_run_without_snapshots_is_a_clear_error(run_dirs):
 
 def test_missing_run_dir_is_a_clear_error(tmp_path):
     proc = python("sim_policy.py", tmp_path / "nowhere")
-    assert proc.returncode == 2
+    assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"error: {tmp_path / 'nowhere'}: no such run folder"
