@@ -1,7 +1,9 @@
 """Shared fixtures: a tiny point-robot PEARL experiment built from the real config path, and
 the launcher for the tests' child processes."""
 
+import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[variable] = "1"
 
+import numpy as np
 import pytest
 import torch
 
@@ -144,3 +147,29 @@ def random_step_data(
         terminals=(torch.rand(tasks, batch, generator=g) < 0.3).float(),
     )
     return context, rl_batch
+
+
+def online_return_pickles(run_dir: Path) -> dict[str, bytes]:
+    """Checks the reference's online-{train,test}-epoch{N}.pkl of a run folder against its
+    online_returns.jsonl: a pair for every record (epochs 0, 1, ...), nothing else, each a plain
+    pickle of the record's list as a 1-D float64 numpy array (as oyster 44e20fd saved it).
+    Returns the files' bytes by name."""
+    lines = (run_dir / "online_returns.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["epoch"] for r in records] == list(range(len(records)))
+    expected = {
+        f"online-{split}-epoch{r['epoch']}.pkl": r[split]
+        for r in records
+        for split in ("train", "test")
+    }
+    found = {p.name for p in run_dir.iterdir() if p.name.startswith("online-") or ".pkl" in p.name}
+    assert found == set(expected)
+    contents = {}
+    for name, values in expected.items():
+        contents[name] = (run_dir / name).read_bytes()
+        with open(run_dir / name, "rb") as f:
+            array = pickle.load(f)
+        assert type(array) is np.ndarray, name
+        assert array.dtype == np.float64 and array.shape == (len(values),), name
+        assert array.tolist() == values, name  # the same floats, exactly
+    return contents

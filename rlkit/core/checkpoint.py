@@ -8,7 +8,10 @@ old one (a rename within one file system is atomic).
 """
 
 import os
+import pickle
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
@@ -16,12 +19,13 @@ CHECKPOINT_NAME = "checkpoint.pt"
 TMP_SUFFIX = ".tmp"
 
 
-def atomic_torch_save(obj, path: Path) -> None:
-    """torch.save to PATH.tmp, fsync, rename over PATH, fsync the folder (so the rename lasts)."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """`write(f)` into PATH.tmp, fsync, rename over PATH, fsync the folder (so the rename
+    lasts): PATH is either its old content or the new one, whole."""
     path = Path(path)
     tmp = path.with_name(path.name + TMP_SUFFIX)
     with open(tmp, "wb") as f:
-        torch.save(obj, f)
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -30,6 +34,17 @@ def atomic_torch_save(obj, path: Path) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def atomic_torch_save(obj, path: Path) -> None:
+    """torch.save to PATH atomically (atomic_write)."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_pickle_dump(obj, path: Path) -> None:
+    """pickle.dump (highest protocol, as the reference's logger.save_extra_data) to PATH
+    atomically (atomic_write)."""
+    atomic_write(path, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def checkpoint_path(run_dir: Path) -> Path:

@@ -2,12 +2,14 @@
 
 Layout (readable by viskit): output/<env_name>/<timestamp>/ holding progress.csv (one row per
 iteration), variant.json (the merged config), versions.json, debug.log, the six network
-state dicts, online_returns.jsonl, checkpoint.pt (rlkit.core.checkpoint) and, with
-dump_eval_paths, eval_trajectories/*.pkl.
+state dicts, online_returns.jsonl and the reference's online-train-epoch{N}.pkl,
+online-test-epoch{N}.pkl, checkpoint.pt (rlkit.core.checkpoint) and, with dump_eval_paths,
+eval_trajectories/*.pkl.
 
 progress.csv and online_returns.jsonl only grow, one record per iteration; `position()` tells
 how far they are, and a resumed run cuts them back there (`restore()`): the records of an
-iteration that its checkpoint never saw are written again when that iteration is redone.
+iteration that its checkpoint never saw are written again when that iteration is redone. The
+online-return pickles of such iterations are deleted then, and written again too.
 """
 
 import csv
@@ -15,18 +17,25 @@ import datetime
 import json
 import os
 import platform
+import re
 import sys
 from collections import OrderedDict
 from pathlib import Path
 
 import joblib
+import numpy as np
 import torch
 from torch import nn
 
-from rlkit.core.checkpoint import atomic_torch_save
+from rlkit.core.checkpoint import TMP_SUFFIX, atomic_pickle_dump, atomic_torch_save
 
 PROGRESS = "progress.csv"
 ONLINE_RETURNS = "online_returns.jsonl"
+# the reference's per-epoch pickles of the same arrays (rl_algorithm.py, logger.save_extra_data)
+ONLINE_PICKLE = "online-{split}-epoch{epoch}.pkl"
+_ONLINE_PICKLE_RE = re.compile(
+    r"online-(?:train|test)-epoch(\d+)\.pkl(?:" + re.escape(TMP_SUFFIX) + ")?"
+)
 
 
 def library_versions() -> dict[str, str]:
@@ -99,9 +108,11 @@ class RunLogger:
             sizes[name] = path.stat().st_size if path.exists() else 0
         return {"columns": self._columns, "sizes": sizes}
 
-    def restore(self, position: dict | None) -> None:
+    def restore(self, position: dict | None, epoch: int) -> None:
         """Cut the growing files back to `position` (what came after belongs to iterations
-        that are redone) and continue progress.csv with its columns; None: back to empty."""
+        that are redone) and continue progress.csv with its columns; None: back to empty.
+        The online-return pickles of iterations `epoch` on (the first one the checkpoint has
+        not finished; 0 with None) are deleted, with any torn temporary pickle."""
         if position is None:
             position = {"columns": None, "sizes": {PROGRESS: 0, ONLINE_RETURNS: 0}}
         for name, size in position["sizes"].items():
@@ -113,6 +124,10 @@ class RunLogger:
                 path.unlink(missing_ok=True)
             else:
                 os.truncate(path, size)
+        for path in self.run_dir.iterdir():
+            match = _ONLINE_PICKLE_RE.fullmatch(path.name)
+            if match and (path.name.endswith(TMP_SUFFIX) or int(match[1]) >= epoch):
+                path.unlink()
         self._columns = position["columns"]
 
     def record_row(self, row: OrderedDict) -> None:
@@ -146,7 +161,17 @@ class RunLogger:
         path.parent.mkdir(parents=True, exist_ok=True)
         joblib.dump(obj, path, compress=3)
 
-    def save_online_returns(self, epoch: int, train: list[float], test: list[float]) -> None:
-        """Per-trajectory returns of the evaluation runs (mean over tasks), one line per epoch."""
+    def save_online_returns(self, epoch: int, train: np.ndarray, test: np.ndarray) -> None:
+        """Per-trajectory returns of the evaluation runs (mean over tasks), one line per epoch
+        in online_returns.jsonl, and, as the reference saved them, each array by itself in
+        online-train-epoch{N}.pkl and online-test-epoch{N}.pkl (a float64 numpy array of one
+        value per trajectory index; plain pickle, written atomically)."""
+        arrays = {
+            "train": np.asarray(train, dtype=np.float64),
+            "test": np.asarray(test, dtype=np.float64),
+        }
+        record = {"epoch": epoch, **{split: a.tolist() for split, a in arrays.items()}}
         with open(self.run_dir / ONLINE_RETURNS, "a") as f:
-            f.write(json.dumps({"epoch": epoch, "train": train, "test": test}) + "\n")
+            f.write(json.dumps(record) + "\n")
+        for split, array in arrays.items():
+            atomic_pickle_dump(array, self.run_dir / ONLINE_PICKLE.format(split=split, epoch=epoch))

@@ -454,7 +454,7 @@ class PEARLAlgorithm:
             bar.update()
             test_final, test_online, (z_mean, z_var) = self._online_eval(self.eval_tasks, epoch)
             bar.update()
-        self.logger.save_online_returns(epoch, train_online.tolist(), test_online.tolist())
+        self.logger.save_online_returns(epoch, train_online, test_online)
         self.logger.log(f"online returns, test tasks: {np.round(test_online, 2).tolist()}")
         stats = OrderedDict()
         stats["Z mean eval"] = float(z_mean.abs().mean())
@@ -535,7 +535,7 @@ class PEARLAlgorithm:
         self._sample_time = times["sample"]
         self._train_time = times["train"]
         self._elapsed = times["elapsed"]
-        self.logger.restore(state["logger"])
+        self.logger.restore(state["logger"], state["epoch"])
         self.saved_epoch, self.saved_steps_done = self.epoch, self._steps_done
 
     def save_checkpoint(self) -> None:

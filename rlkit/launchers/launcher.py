@@ -263,7 +263,7 @@ def restore(algorithm: PEARLAlgorithm, checkpoint: dict | None, run_dir: Path) -
     to empty, to start again); ConfigError when the checkpoint does not fit the run."""
     try:
         if checkpoint is None:
-            algorithm.logger.restore(None)
+            algorithm.logger.restore(None, 0)
         else:
             algorithm.load_state_dict(checkpoint)
     except (ValueError, RuntimeError, KeyError) as err:

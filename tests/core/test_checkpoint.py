@@ -5,7 +5,7 @@ import csv
 
 import pytest
 import torch
-from conftest import TIME_COLUMNS
+from conftest import TIME_COLUMNS, online_return_pickles
 
 from rlkit.core.checkpoint import atomic_torch_save, checkpoint_path, load_checkpoint
 from rlkit.core.logger import RunLogger
@@ -93,6 +93,11 @@ def test_resumed_run_reproduces_the_uninterrupted_one(make_algorithm, monkeypatc
         f.write("a row the checkpoint never saw\n")
     with open(run_dir / "online_returns.jsonl", "a") as f:
         f.write('{"epoch": 99}\n')
+    # and so are the online-return pickles of iterations the checkpoint has not finished, even
+    # of one the resumed run does not redo, and a torn temporary pickle
+    for name in (f"online-test-epoch{saved['epoch']}.pkl", "online-train-epoch99.pkl"):
+        (run_dir / name).write_bytes(b"a pickle the checkpoint never saw")
+    (run_dir / "online-test-epoch0.pkl.tmp").write_bytes(b"half a pickle")
 
     resumed = make_algorithm(*settings)
     resumed.logger.close()
@@ -104,6 +109,7 @@ def test_resumed_run_reproduces_the_uninterrupted_one(make_algorithm, monkeypatc
     assert [r["Epoch"] for r in progress_rows(run_dir)] == ["0", "1", "2"]
     ref_returns = (reference.logger.run_dir / "online_returns.jsonl").read_text()
     assert (run_dir / "online_returns.jsonl").read_text() == ref_returns
+    assert online_return_pickles(run_dir) == online_return_pickles(reference.logger.run_dir)
     for name, net in resumed.trainer.networks.items():
         expected = reference.trainer.networks[name].state_dict()
         for key, value in net.state_dict().items():

@@ -1,10 +1,13 @@
-"""The run folder: unique names, fixed progress.csv columns, snapshot modes, start weights."""
+"""The run folder: unique names, fixed progress.csv columns, the online-return files, snapshot
+modes, start weights."""
 
+import pickle
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, online_return_pickles
 
 from rlkit.core.logger import RunLogger, create_run_dir
 from rlkit.launchers.config import ConfigError, apply_override, load_config
@@ -26,6 +29,27 @@ def test_progress_columns_cannot_change(tmp_path):
     assert (tmp_path / "progress.csv").read_text().splitlines() == ["a,b", "1,2", "3,4"]
     with pytest.raises(ValueError, match="columns changed"):
         logger.record_row(OrderedDict(b=5, a=6))
+    logger.close()
+
+
+def test_online_returns_pickled_as_the_reference_and_cut_back_on_restore(tmp_path):
+    logger = RunLogger(tmp_path, echo=False)
+    logger.save_online_returns(0, np.array([-3.5, -1.25]), np.array([-2.0, -0.5]))
+    position = logger.position()
+    logger.save_online_returns(1, np.array([0.1, 0.2]), np.array([0.3, 1 / 3]))
+    assert sorted(online_return_pickles(tmp_path)) == [
+        f"online-{split}-epoch{epoch}.pkl" for split in ("test", "train") for epoch in (0, 1)
+    ]
+    with open(tmp_path / "online-test-epoch1.pkl", "rb") as f:
+        assert pickle.load(f).tolist() == [0.3, 1 / 3]
+    # a resume after epoch 0: epoch 1's record and pickles are gone, epoch 0's stay
+    logger.restore(position, 1)
+    assert sorted(online_return_pickles(tmp_path)) == [
+        "online-test-epoch0.pkl",
+        "online-train-epoch0.pkl",
+    ]
+    logger.restore(None, 0)
+    assert not list(tmp_path.glob("online*"))
     logger.close()
 
 

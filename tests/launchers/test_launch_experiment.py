@@ -16,7 +16,14 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from conftest import N_EVAL_TASKS, ROOT, TRAIN_STEPS_PER_ITR, run_child, tiny_overrides
+from conftest import (
+    N_EVAL_TASKS,
+    ROOT,
+    TRAIN_STEPS_PER_ITR,
+    online_return_pickles,
+    run_child,
+    tiny_overrides,
+)
 
 from rlkit.envs import ENVS
 from rlkit.launchers.config import apply_override, load_config, validate
@@ -363,6 +370,13 @@ def test_online_returns_per_epoch(runs, name):
         for key in ("train", "test"):
             assert len(record[key]) == 2
             assert all(math.isfinite(x) for x in record[key])
+    # and the reference's pickles of the same arrays, one pair per epoch
+    assert sorted(online_return_pickles(run_dir)) == [
+        "online-test-epoch0.pkl",
+        "online-test-epoch1.pkl",
+        "online-train-epoch0.pkl",
+        "online-train-epoch1.pkl",
+    ]
 
 
 def test_dump_eval_paths(runs):

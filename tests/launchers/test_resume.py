@@ -15,7 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
-from conftest import ROOT, TIME_COLUMNS, TRAIN_STEPS_PER_ITR, run_child, tiny_overrides
+from conftest import (
+    ROOT,
+    TIME_COLUMNS,
+    TRAIN_STEPS_PER_ITR,
+    online_return_pickles,
+    run_child,
+    tiny_overrides,
+)
 
 from rlkit.launchers.config import apply_override, load_config
 from rlkit.launchers.launcher import RunStopped, prepare, run_experiment
@@ -251,6 +258,7 @@ def test_resumed_run_equals_the_uninterrupted_one(runs):
     reference = finished(runs, "seed0")
     returns = (run_dir / "online_returns.jsonl").read_text()
     assert returns == (reference / "online_returns.jsonl").read_text()
+    assert online_return_pickles(run_dir) == online_return_pickles(reference)
     for name in ("policy", "context_encoder", "qf1", "target_vf"):
         got = torch.load(run_dir / f"{name}.pth")
         expected = torch.load(reference / f"{name}.pth")
