@@ -177,7 +177,8 @@ class PEARLTrainer:
 
         # 3. critics; the encoder learns only through Q (and the KL). The twins run one after
         # the other: one batched call over their stacked weights (baddbmm) was 15% slower on
-        # CPU (benchmark in the README), and on CUDA the graph removes the launches it saves
+        # CPU (docs/benchmarks.md, twin Q functions), and on CUDA the graph removes the
+        # launches it saves
         q1_pred = self.qf1(obs, actions, task_z)
         q2_pred = self.qf2(obs, actions, task_z)
         v_pred = self.vf(obs, task_z.detach())
