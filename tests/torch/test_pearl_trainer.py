@@ -4,7 +4,10 @@ The plain version (rlkit.torch.reference_trainer) is written the way the referen
 implementation does it: a loop over tasks for the posterior, torch.distributions for the KL
 and the policy's log-probability, separate backward calls, min Q through the critics' full
 autograd graph, per-parameter Adam. Both versions draw their noise in the same order from the
-same seed (z's noise, then the policy's).
+same seed (z's noise, then the policy's). That version shares this project's modules and its
+reading of the algorithm; the independent check of the update's math is the oracle of
+tests/torch/test_update_oracle.py. This one keeps the benchmarks' per-task-loop baseline the
+same update as the trainer.
 """
 
 import copy
