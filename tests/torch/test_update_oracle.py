@@ -47,8 +47,14 @@ HP = dict(
 POLICY_MEAN_REG, POLICY_STD_REG = 1e-3, 1e-3
 BETA1, BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 MIN_VAR = 1e-7
-TRAINED = {"context_encoder": "context_lr", "qf1": "qf_lr", "qf2": "qf_lr", "vf": "vf_lr"}
-TRAINED["policy"] = "policy_lr"
+# the networks with an optimizer, and the name of each one's learning rate
+TRAINED = {
+    "context_encoder": "context_lr",
+    "qf1": "qf_lr",
+    "qf2": "qf_lr",
+    "vf": "vf_lr",
+    "policy": "policy_lr",
+}
 STEPS = 4
 # the trainer's dtype -> (relative tolerance, absolute tolerance as a fraction of the tensor's
 # largest entry) against the float64 oracle
