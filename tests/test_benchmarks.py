@@ -58,6 +58,7 @@ def test_baseline_samples_task_by_task_in_the_order_asked():
                 sparse_rewards=np.zeros(n, np.float32),
                 next_observations=np.zeros((n, 2), np.float32),
                 terminals=np.zeros(n, np.float32),
+                successes=np.zeros(n, np.float32),
             ),
         )
     with baseline.per_task_loops():

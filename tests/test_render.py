@@ -125,7 +125,8 @@ def _rollout(env, goal, n_steps, rng, noise):
     for _ in range(n_steps):
         action = np.clip(goal - obs + noise * rng.standard_normal(2), -0.1, 0.1)
         next_obs, reward, terminated, _, info = env.step(action)
-        rows.append((obs, action, reward, info["sparse_reward"], next_obs, float(terminated)))
+        row = (obs, action, reward, info["sparse_reward"], next_obs, float(terminated), 0.0)
+        rows.append(row)
         obs = next_obs
     columns = [np.array(column) for column in zip(*rows, strict=True)]
     return Trajectory(*columns)

@@ -161,16 +161,27 @@ class RunLogger:
         path.parent.mkdir(parents=True, exist_ok=True)
         joblib.dump(obj, path, compress=3)
 
-    def save_online_returns(self, epoch: int, train: np.ndarray, test: np.ndarray) -> None:
+    def save_online_returns(
+        self,
+        epoch: int,
+        train: np.ndarray,
+        test: np.ndarray,
+        success: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         """Per-trajectory returns of the evaluation runs (mean over tasks), one line per epoch
         in online_returns.jsonl, and, as the reference saved them, each array by itself in
         online-train-epoch{N}.pkl and online-test-epoch{N}.pkl (a float64 numpy array of one
-        value per trajectory index; plain pickle, written atomically)."""
+        value per trajectory index; plain pickle, written atomically). `success`: the
+        (train, test) success rates per trajectory index, for families that report success;
+        the line then also holds them as train_success and test_success."""
         arrays = {
             "train": np.asarray(train, dtype=np.float64),
             "test": np.asarray(test, dtype=np.float64),
         }
         record = {"epoch": epoch, **{split: a.tolist() for split, a in arrays.items()}}
+        if success is not None:
+            record["train_success"] = np.asarray(success[0], dtype=np.float64).tolist()
+            record["test_success"] = np.asarray(success[1], dtype=np.float64).tolist()
         with open(self.run_dir / ONLINE_RETURNS, "a") as f:
             f.write(json.dumps(record) + "\n")
         for split, array in arrays.items():

@@ -149,6 +149,16 @@ class PEARLAlgorithm:
 
         self._envs: list = []
         probe = self._env(0)
+        family = probe.unwrapped
+        # Meta-World: success rates next to the returns, per held-out class when the eval
+        # tasks' classes are not trained on (ML10, ML45)
+        self.reports_success = bool(getattr(family, "reports_success", False))
+        self._eval_classes: dict[str, list[int]] = {}
+        if self.reports_success and hasattr(family, "class_of"):
+            train_classes = {family.class_of(t) for t in self.train_tasks}
+            for task in self.eval_tasks:
+                if family.class_of(task) not in train_classes:
+                    self._eval_classes.setdefault(family.class_of(task), []).append(task)
         obs_dim = int(np.prod(probe.observation_space.shape))
         action_dim = int(np.prod(probe.action_space.shape))
         # separate buffers: the RL batch and the encoder's context
@@ -383,25 +393,43 @@ class PEARLAlgorithm:
     def _returns(self, paths: Sequence[Path]) -> list[float]:
         return [p.episode_return(self.sparse_rewards) for p in paths]
 
-    def _eval_with_buffer_posterior(self, tasks: Sequence[int]) -> float:
+    def _eval_with_buffer_posterior(self, tasks: Sequence[int]) -> tuple[float, float]:
         """AverageTrainReturn: trajectories with z from a posterior on fresh encoder-buffer
-        context, re-sampled before each of num_steps_per_eval // max_path_length trajectories."""
+        context, re-sampled before each of num_steps_per_eval // max_path_length trajectories.
+        Returns the mean return and the fraction of those trajectories that succeeded."""
         envs = self._slot_envs(tasks)
-        returns = []
+        returns, successes = [], []
         for _ in range(self.num_steps_per_eval // self.max_path_length):
             mean, var = self._posterior(self.sample_context(tasks))
             z = self.agent.sample_z(mean, var)
             paths = rollout(envs, self.agent, z, self.max_path_length, deterministic=True)
             returns.append(self._returns(paths))
-        return float(np.mean(returns)) if returns else float("nan")
+            successes.append([p.succeeded() for p in paths])
+        if not returns:
+            return float("nan"), float("nan")
+        return float(np.mean(returns)), float(np.mean(successes))
+
+    def _final_and_online(self, values: list[list[float]], n_tasks: int):
+        """From one value per trajectory of every slot (num_evals slots per task, in task
+        order): per task, the mean over its runs of the last trajectory's value; and the mean
+        over tasks and runs of each trajectory index's value (up to the shortest run)."""
+        final, online = [], []
+        for i in range(n_tasks):
+            runs = values[i * self.num_evals : (i + 1) * self.num_evals]
+            final.append(float(np.mean([r[-1] for r in runs])))
+            k = min(len(r) for r in runs)
+            online.append(np.mean([r[:k] for r in runs], axis=0))
+        k = min(len(r) for r in online)
+        return final, np.mean([r[:k] for r in online], axis=0)
 
     def _online_eval(self, tasks: Sequence[int], epoch: int):
         """num_evals runs per task, each from the prior, accumulating its own context online;
         after num_exp_traj_eval trajectories the posterior is inferred from all context so far
         and re-inferred after every later trajectory, until num_steps_per_eval transitions.
 
-        Returns per-task final returns (mean over runs of the last trajectory's return), the
-        per-task mean return of each trajectory index, and the last run's posterior mean, var.
+        Returns (per-task final returns, the mean return of each trajectory index), the same
+        pair for success (1 when the trajectory succeeded), and the last run's posterior
+        mean, var.
         """
         slot_tasks = np.repeat(np.asarray(tasks, dtype=np.int64), self.num_evals)
         slot_paths, mean, var = adapt_online(
@@ -420,16 +448,10 @@ class PEARLAlgorithm:
                     [dict(vars(p), goal=goal) for p in slot_paths[s]],
                     f"eval_trajectories/task{task}-epoch{epoch}-run{s % self.num_evals}",
                 )
-        rets = [self._returns(p) for p in slot_paths]
-        final_returns, online_returns = [], []
-        for i in range(len(tasks)):
-            runs = rets[i * self.num_evals : (i + 1) * self.num_evals]
-            final_returns.append(float(np.mean([r[-1] for r in runs])))
-            k = min(len(r) for r in runs)
-            online_returns.append(np.mean([r[:k] for r in runs], axis=0))
-        k = min(len(r) for r in online_returns)
-        online = np.mean([r[:k] for r in online_returns], axis=0)
-        return final_returns, online, (mean[-1], var[-1])
+        returns = self._final_and_online([self._returns(p) for p in slot_paths], len(tasks))
+        successes = [[float(p.succeeded()) for p in paths] for paths in slot_paths]
+        success = self._final_and_online(successes, len(tasks))
+        return returns, success, (mean[-1], var[-1])
 
     def _dump_prior_paths(self, epoch: int) -> None:
         """20 deterministic trajectories with z ~ prior on the first eval task, for pictures."""
@@ -448,13 +470,18 @@ class PEARLAlgorithm:
         # a subset of the train tasks, as many as there are eval tasks
         indices = self.rng.choice(self.train_tasks, len(self.eval_tasks))
         with progress_bar(3, f"iteration {epoch}: evaluation") as bar:
-            train_returns = self._eval_with_buffer_posterior(indices)
+            train_returns, train_success = self._eval_with_buffer_posterior(indices)
             bar.update()
-            train_final, train_online, _ = self._online_eval(indices, epoch)
+            (train_final, train_online), train_online_success, _ = self._online_eval(indices, epoch)
             bar.update()
-            test_final, test_online, (z_mean, z_var) = self._online_eval(self.eval_tasks, epoch)
+            (test_final, test_online), test_online_success, (z_mean, z_var) = self._online_eval(
+                self.eval_tasks, epoch
+            )
             bar.update()
-        self.logger.save_online_returns(epoch, train_online, test_online)
+        success_curves = None
+        if self.reports_success:
+            success_curves = (train_online_success[1], test_online_success[1])
+        self.logger.save_online_returns(epoch, train_online, test_online, success_curves)
         self.logger.log(f"online returns, test tasks: {np.round(test_online, 2).tolist()}")
         stats = OrderedDict()
         stats["Z mean eval"] = float(z_mean.abs().mean())
@@ -462,6 +489,14 @@ class PEARLAlgorithm:
         stats["AverageTrainReturn_all_train_tasks"] = train_returns
         stats["AverageReturn_all_train_tasks"] = float(np.mean(train_final))
         stats["AverageReturn_all_test_tasks"] = float(np.mean(test_final))
+        if self.reports_success:
+            stats["TrainSuccessRate_all_train_tasks"] = train_success
+            stats["SuccessRate_all_train_tasks"] = float(np.mean(train_online_success[0]))
+            test_final_success = test_online_success[0]
+            stats["SuccessRate_all_test_tasks"] = float(np.mean(test_final_success))
+            for name, class_tasks in self._eval_classes.items():
+                rates = [test_final_success[self.eval_tasks.index(t)] for t in class_tasks]
+                stats[f"SuccessRate_test_tasks_{name}"] = float(np.mean(rates))
         return stats
 
     # ----------------------------------------------------------------- loop

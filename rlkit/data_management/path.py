@@ -15,9 +15,15 @@ class Path:
     sparse_rewards: np.ndarray  # (n,) info['sparse_reward'], 0 where the env gives none
     next_observations: np.ndarray  # (n, obs_dim)
     terminals: np.ndarray  # (n,) 1.0 where the env terminated
+    successes: np.ndarray  # (n,) info['success'], 0 where the env gives none (Meta-World)
 
     def __len__(self) -> int:
         return len(self.rewards)
 
     def episode_return(self, sparse: bool = False) -> float:
         return float((self.sparse_rewards if sparse else self.rewards).sum())
+
+    def succeeded(self) -> bool:
+        """Meta-World's convention: the episode succeeded if info['success'] was 1 at any
+        step."""
+        return bool(np.any(self.successes >= 1.0))

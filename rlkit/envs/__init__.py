@@ -31,4 +31,11 @@ def register_env(name: str):
 
 
 # Importing the modules fills the registry.
-from rlkit.envs import ant, half_cheetah, humanoid_dir, point_robot, rand_param  # noqa: E402, F401
+from rlkit.envs import (  # noqa: E402, F401
+    ant,
+    half_cheetah,
+    humanoid_dir,
+    metaworld_envs,
+    point_robot,
+    rand_param,
+)

@@ -168,7 +168,20 @@ def load_config(path: str | None) -> dict:
     if not isinstance(overrides, dict):
         raise ConfigError(f"{path}: the config must be a JSON object")
     merge_into(variant, overrides, str(path))
+    _drop_foreign_env_defaults(variant, overrides.get("env_params"))
     return variant
+
+
+def _drop_foreign_env_defaults(variant: dict, given) -> None:
+    """The defaults' env_params (n_tasks, randomize_tasks) are the reference families'; drop
+    those that the config's family does not take (Meta-World), unless the file gave them."""
+    if variant["env_name"] not in ENVS:
+        return  # validate() names the unknown env
+    given = given if isinstance(given, dict) else {}
+    accepted = env_param_defaults(variant["env_name"])
+    for key in default_config["env_params"]:
+        if key not in given and key not in accepted:
+            variant["env_params"].pop(key, None)
 
 
 def apply_override(variant: dict, expression: str) -> None:
@@ -280,11 +293,30 @@ def validate(variant: dict, where: str) -> None:
         raise ConfigError(f"{where}: path_to_weights: no such folder '{weights}'")
 
 
-def check_task_counts(variant: dict, n_tasks: int, where: str) -> None:
+def check_task_counts(variant: dict, env, where: str) -> None:
     """Train tasks are tasks[:n_train_tasks], eval tasks tasks[-n_eval_tasks:] (they may
-    overlap, as in the reference's cheetah-dir), so each count alone must fit."""
-    for key in ("n_train_tasks", "n_eval_tasks"):
+    overlap, as in the reference's cheetah-dir), so each count alone must fit. A family with
+    separate train and test tasks (`task_split`: how many of each, in that order: Meta-World)
+    takes each count from its own part; one with an episode limit (`max_episode_steps`) bounds
+    max_path_length."""
+    family = env.unwrapped
+    n_tasks = len(env.get_all_task_idx())
+    split = getattr(family, "task_split", None)
+    parts = (("n_train_tasks", "train"), ("n_eval_tasks", "test"))
+    for i, (key, part) in enumerate(parts):
+        if split is not None and variant[key] > split[i]:
+            raise ConfigError(
+                f"{where}: {key} ({variant[key]}) is more than the {split[i]} {part} tasks "
+                f"{variant['env_name']} has"
+            )
         if variant[key] > n_tasks:
             raise ConfigError(
                 f"{where}: {key} ({variant[key]}) is more than the {n_tasks} tasks the env has"
             )
+    limit = getattr(family, "max_episode_steps", None)
+    length = variant["algo_params"]["max_path_length"]
+    if limit is not None and length > limit:
+        raise ConfigError(
+            f"{where}: algo_params.max_path_length ({length}) is more than the {limit} steps "
+            f"an episode of {variant['env_name']} may have"
+        )

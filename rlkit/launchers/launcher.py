@@ -118,8 +118,11 @@ def load_weights(trainer: PEARLTrainer, folder: str) -> None:
 
 def check_run_inputs(variant: dict, where: str) -> dict:
     """Checks that need the env (task counts) or the start weights, and fills in the seed."""
-    env = make_env(variant)
-    check_task_counts(variant, len(env.get_all_task_idx()), where)
+    try:
+        env = make_env(variant)
+    except ValueError as err:  # a family's own check of its env_params
+        raise ConfigError(f"{where}: env_params: {err}") from None
+    check_task_counts(variant, env, where)
     if variant["path_to_weights"] is not None:
         for path in weight_files(variant["path_to_weights"]).values():
             if not path.is_file():

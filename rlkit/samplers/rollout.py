@@ -38,6 +38,7 @@ def rollout(
     rewards = np.zeros((slots, max_path_length), dtype=np.float32)
     sparse = np.zeros((slots, max_path_length), dtype=np.float32)
     terminals = np.zeros((slots, max_path_length), dtype=np.float32)
+    successes = np.zeros((slots, max_path_length), dtype=np.float32)
     lengths = np.zeros(slots, dtype=np.int64)
     observations[:, 0] = np.stack(first)
     if on_step is not None:
@@ -57,6 +58,7 @@ def rollout(
             rewards[s, t] = reward
             sparse[s, t] = info.get("sparse_reward", 0.0)
             terminals[s, t] = float(terminated)
+            successes[s, t] = info.get("success", 0.0)
             lengths[s] = t + 1
             if on_step is not None:
                 on_step(s, envs[s])
@@ -70,6 +72,7 @@ def rollout(
             sparse_rewards=sparse[s, :n].copy(),
             next_observations=observations[s, 1 : n + 1].copy(),
             terminals=terminals[s, :n].copy(),
+            successes=successes[s, :n].copy(),
         )
         for s, n in enumerate(lengths)
     ]

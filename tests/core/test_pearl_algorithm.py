@@ -164,7 +164,7 @@ def test_online_evaluation_waits_num_exp_traj_eval_trajectories(make_algorithm, 
         return original(context, lengths=lengths, **kwargs)
 
     monkeypatch.setattr(algo.agent, "posterior", spy)
-    final, online, _ = algo._online_eval(algo.eval_tasks, epoch=0)
+    (final, online), _, _ = algo._online_eval(algo.eval_tasks, epoch=0)
     # 60 steps = 3 trajectories per run; the posterior first after 2, on all 40 transitions,
     # then after the 3rd on 60; 3 tasks x 2 runs = 6 slots each time
     assert lengths_seen == [[40] * 6, [60] * 6]

@@ -19,6 +19,7 @@ def make_path(n, start=0.0, obs_dim=2, action_dim=1):
         sparse_rewards=-values,
         next_observations=np.repeat(values[:, None] + 0.5, obs_dim, 1),
         terminals=np.zeros(n, dtype=np.float32),
+        successes=np.zeros(n, dtype=np.float32),
     )
 
 

@@ -23,6 +23,25 @@ ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_CONFIGS = ["point-robot.json", "sparse-point-robot.json"]
 
 
+class TaskList:
+    """What check_task_counts reads of an env: its tasks, optionally a train/test split and an
+    episode limit."""
+
+    def __init__(self, n_tasks, split=None, max_episode_steps=None):
+        self.n_tasks = n_tasks
+        if split is not None:
+            self.task_split = split
+        if max_episode_steps is not None:
+            self.max_episode_steps = max_episode_steps
+
+    @property
+    def unwrapped(self):
+        return self
+
+    def get_all_task_idx(self):
+        return range(self.n_tasks)
+
+
 def write_config(tmp_path, content, name="exp.json"):
     path = tmp_path / name
     path.write_text(content if isinstance(content, str) else json.dumps(content))
@@ -86,7 +105,7 @@ def test_reference_configs_merge_over_the_defaults(name):
     assert variant["env_params"] == {"n_tasks": 100, "randomize_tasks": True}
     assert variant["util_params"]["base_log_dir"] == "output"
     validate(variant, str(path))
-    check_task_counts(variant, 100, str(path))
+    check_task_counts(variant, TaskList(100), str(path))
 
 
 def test_point_robot_reference_values():
@@ -358,17 +377,40 @@ def test_set_then_validate_catches_a_negative_size():
 
 def test_task_counts_within_the_env():
     variant = point_robot_variant()
-    check_task_counts(variant, 100, "x.json")
+    check_task_counts(variant, TaskList(100), "x.json")
     # eval tasks are tasks[-n_eval_tasks:] and may overlap the train tasks
     variant = point_robot_variant(n_train_tasks=2, n_eval_tasks=2)
-    check_task_counts(variant, 2, "x.json")
+    check_task_counts(variant, TaskList(2), "x.json")
 
 
 @pytest.mark.parametrize("key", ["n_train_tasks", "n_eval_tasks"])
 def test_more_tasks_than_the_env_has(key):
     variant = point_robot_variant(**{key: 101})
-    message = error_message(check_task_counts, variant, 100, "configs/point-robot.json")
+    message = error_message(check_task_counts, variant, TaskList(100), "configs/point-robot.json")
     assert_names(message, "configs/point-robot.json", key, "101", "100")
+
+
+@pytest.mark.parametrize(
+    ("key", "count", "part"), [("n_train_tasks", 51, "train"), ("n_eval_tasks", 41, "test")]
+)
+def test_separate_train_and_test_tasks_bound_each_count(key, count, part):
+    # 90 tasks: 50 train, then 40 test (Meta-World's task_split); each count from its own part
+    variant = point_robot_variant(n_train_tasks=50, n_eval_tasks=40)
+    check_task_counts(variant, TaskList(90, split=(50, 40)), "x.json")
+    variant[key] = count
+    message = error_message(check_task_counts, variant, TaskList(90, split=(50, 40)), "x.json")
+    assert_names(message, "x.json", key, str(count), f"{50 if part == 'train' else 40} {part}")
+
+
+def test_episode_limit_bounds_max_path_length():
+    variant = point_robot_variant()
+    variant["algo_params"]["max_path_length"] = 500
+    check_task_counts(variant, TaskList(100, max_episode_steps=500), "x.json")
+    variant["algo_params"]["max_path_length"] = 501
+    message = error_message(
+        check_task_counts, variant, TaskList(100, max_episode_steps=500), "x.json"
+    )
+    assert_names(message, "x.json", "algo_params.max_path_length", "501", "500")
 
 
 @pytest.mark.parametrize(
