@@ -93,12 +93,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 CHILD_LIMIT_S = 900
 
 
-def run_child(args: list, limit_s: float = CHILD_LIMIT_S) -> subprocess.CompletedProcess:
-    """`python ARGS...` from the repo root (one thread, as this process), its output captured;
-    a child still running after `limit_s` fails the test with the command and its stderr's end."""
+def run_child(
+    args: list, limit_s: float = CHILD_LIMIT_S, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """`python ARGS...` from the repo root (one thread, as this process), its output captured,
+    with `env` added to this process's environment variables; a child still running after
+    `limit_s` fails the test with the command and its stderr's end."""
     command = [sys.executable, *map(str, args)]
+    variables = {**os.environ, **(env or {})}
     try:
-        return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=limit_s)
+        return subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=limit_s, env=variables
+        )
     except subprocess.TimeoutExpired as expired:
         stderr = expired.stderr or b""
         tail = (stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr)[-3000:]

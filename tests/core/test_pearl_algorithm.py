@@ -1,6 +1,7 @@
 """The data-collection schedule and the evaluation protocol of the meta-training loop."""
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -9,6 +10,8 @@ import torch
 
 from rlkit.core import pearl_algorithm
 from rlkit.core.pearl_algorithm import duplicate_rounds
+from rlkit.envs import ENVS
+from rlkit.envs.point_robot import PointEnv
 
 
 def test_initial_collection_fills_both_buffers_with_whole_trajectories(make_algorithm):
@@ -189,9 +192,9 @@ def test_sparse_rewards_feed_the_context_and_the_returns_but_not_sac(make_algori
     assert paths([path]) == [pytest.approx(float(path.sparse_rewards.sum()))]
 
 
-def test_evaluate_reports_the_reference_statistics(make_algorithm, monkeypatch):
-    algo = make_algorithm("algo_params.num_evals=2")
-    algo.collect_data(algo.train_tasks, 50, np.inf)
+def spy_evaluation(monkeypatch):
+    """Record evaluate()'s buffer-posterior waves (goals, paths) and its online runs (goals,
+    trajectories per slot, final posterior mean and var)."""
     buffer_waves, online_runs = [], []
     original_rollout, original_adapt = pearl_algorithm.rollout, pearl_algorithm.adapt_online
 
@@ -211,6 +214,13 @@ def test_evaluate_reports_the_reference_statistics(make_algorithm, monkeypatch):
     # the buffer-posterior trajectories are the loop's own rollouts; the online runs adapt_online's
     monkeypatch.setattr(pearl_algorithm, "rollout", rollout_spy)
     monkeypatch.setattr(pearl_algorithm, "adapt_online", adapt_spy)
+    return buffer_waves, online_runs
+
+
+def test_evaluate_reports_the_reference_statistics(make_algorithm, monkeypatch):
+    algo = make_algorithm("algo_params.num_evals=2")
+    algo.collect_data(algo.train_tasks, 50, np.inf)
+    buffer_waves, online_runs = spy_evaluation(monkeypatch)
     stats = algo.evaluate(epoch=0)
     assert list(stats) == [
         "Z mean eval",
@@ -258,3 +268,80 @@ def test_evaluate_reports_the_reference_statistics(make_algorithm, monkeypatch):
     _, _, mean, var = online_runs[1]
     assert stats["Z mean eval"] == pytest.approx(float(mean[-1].abs().mean()), rel=1e-6)
     assert stats["Z variance eval"] == pytest.approx(float(var[-1].mean()), rel=1e-6)
+
+
+class SucceedingPointEnv(PointEnv):
+    """A point robot that reports success like Meta-World, within 0.8 of the goal on the
+    first six tasks, within 1.2 on the last three, which are in two classes of their own (held
+    out, as ML10's test classes)."""
+
+    reports_success = True
+
+    def class_of(self, idx):
+        return "trained" if idx < 6 else f"held-out-{idx % 2}"
+
+    def reset_task(self, idx):
+        self._radius = 0.8 if idx < 6 else 1.2
+        super().reset_task(idx)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        info["success"] = float(reward > -self._radius)
+        return obs, reward, terminated, truncated, info
+
+
+def test_evaluate_reports_success_rates(make_algorithm, monkeypatch):
+    monkeypatch.setitem(ENVS, "succeeding-point-robot", SucceedingPointEnv)
+    algo = make_algorithm("env_name=succeeding-point-robot", "algo_params.num_evals=2")
+    assert algo.eval_tasks == [6, 7, 8]
+    algo.collect_data(algo.train_tasks, 50, np.inf)
+    buffer_waves, online_runs = spy_evaluation(monkeypatch)
+    stats = algo.evaluate(epoch=0)
+    assert list(stats)[5:] == [
+        "TrainSuccessRate_all_train_tasks",
+        "SuccessRate_all_train_tasks",
+        "SuccessRate_all_test_tasks",
+        "SuccessRate_test_tasks_held-out-0",
+        "SuccessRate_test_tasks_held-out-1",
+    ]
+
+    def success(path):  # at any step
+        return float(max(path.successes) == 1.0)
+
+    buffer_paths = [p for _, paths in buffer_waves for p in paths]
+    expected = np.mean([success(p) for p in buffer_paths])
+    assert stats["TrainSuccessRate_all_train_tasks"] == pytest.approx(expected, rel=1e-12)
+    runs = algo.num_evals
+    finals = []
+    for _, slot_paths, _, _ in online_runs:
+        n_tasks = len(slot_paths) // runs
+        per_task = [
+            np.mean([success(slot_paths[i * runs + r][-1]) for r in range(runs)])
+            for i in range(n_tasks)
+        ]
+        finals.append(per_task)
+    assert stats["SuccessRate_all_train_tasks"] == pytest.approx(np.mean(finals[0]), rel=1e-12)
+    assert stats["SuccessRate_all_test_tasks"] == pytest.approx(np.mean(finals[1]), rel=1e-12)
+    # eval tasks 6, 7, 8: classes held-out-0, held-out-1, held-out-0
+    held_out_0 = np.mean([finals[1][0], finals[1][2]])
+    assert stats["SuccessRate_test_tasks_held-out-0"] == pytest.approx(held_out_0, rel=1e-12)
+    assert stats["SuccessRate_test_tasks_held-out-1"] == pytest.approx(finals[1][1], rel=1e-12)
+    # the checks above tell the three rates apart: they differ here
+    rates = [stats[k] for k in list(stats)[5:8]]
+    assert len(set(rates)) == 3, rates
+    # online_returns.jsonl: the success rate of each trajectory index, over tasks and runs
+    record = json.loads((algo.logger.run_dir / "online_returns.jsonl").read_text())
+    for key, (_, slot_paths, _, _) in zip(
+        ("train_success", "test_success"), online_runs, strict=True
+    ):
+        by_index = np.array([[success(p) for p in paths] for paths in slot_paths]).mean(axis=0)
+        np.testing.assert_allclose(record[key], by_index, rtol=1e-12)
+
+
+def test_families_without_success_have_no_success_columns(make_algorithm):
+    algo = make_algorithm()
+    algo.collect_data(algo.train_tasks, 50, np.inf)
+    stats = algo.evaluate(epoch=0)
+    assert not [key for key in stats if "Success" in key]
+    record = json.loads((algo.logger.run_dir / "online_returns.jsonl").read_text())
+    assert set(record) == {"epoch", "train", "test"}
