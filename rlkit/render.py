@@ -155,8 +155,12 @@ class FrameRecorder:
 
     Call `capture(caption)` after reset and after every step of a rollout; `frames` holds the
     (height, width, 3) uint8 frames, `fps` the env's real-time rate (round(1 / env.dt)) for
-    `write_mp4`. A camera tracks body 1 (the torso of every MuJoCo family here) from the side,
-    so the walker stays in view. Call `close()` (or use `with`) to free the GL context.
+    `write_mp4`. A family that names a camera of its model (`camera_name`: Meta-World's arm
+    and table) is filmed by it, turned upright when the camera hangs upside down
+    (`camera_upside_down`, as Meta-World's corner cameras do); otherwise a camera tracks body 1 (the torso of every other
+    MuJoCo family here) from the side, so the walker stays in view. A family whose model
+    changes (a Meta-World slot switching class) is followed: the renderer is made again for
+    the new model. Call `close()` (or use `with`) to free the GL context.
     """
 
     def __init__(self, env: gym.Env, width: int = 320, height: int = 240):
@@ -170,24 +174,43 @@ class FrameRecorder:
             raise ValueError(f"H.264 video needs an even width and height, got {width}x{height}")
         _use_gl_backend()
         self._env = mujoco_env
+        self._size = (height, width)
         self.fps = max(1, round(1.0 / mujoco_env.dt))
         self.frames: list[np.ndarray] = []
-        self._renderer = mujoco.Renderer(mujoco_env.model, height, width)
+        self._renderer = None
+        self._bind(mujoco_env.model)
+
+    def _bind(self, model: mujoco.MjModel) -> None:
+        """A renderer and camera for `model`."""
+        if self._renderer is not None:
+            self._renderer.close()
+        self._model = model
+        self._renderer = mujoco.Renderer(model, *self._size)
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+        name = getattr(self._env, "camera_name", None)
+        if name is not None:
+            self._camera = name
+            return
         self._camera = mujoco.MjvCamera()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_TRACKING
         self._camera.trackbodyid = 1
-        self._camera.distance = 2.5 * _body_size(mujoco_env.model)
+        self._camera.distance = 2.5 * _body_size(model)
         self._camera.elevation = -20.0
 
     def render(self) -> np.ndarray:
         """The env's current state as a (height, width, 3) uint8 frame, without a caption."""
-        # Centre on the body's centre of mass now: MuJoCo's tracking camera would only glide
-        # towards it (a filter), lagging after a reset or a fast start.
-        self._camera.lookat[:] = self._env.data.subtree_com[self._camera.trackbodyid]
+        if self._env.model is not self._model:
+            self._bind(self._env.model)
+        if isinstance(self._camera, mujoco.MjvCamera):
+            # Centre on the body's centre of mass now: MuJoCo's tracking camera would only
+            # glide towards it (a filter), lagging after a reset or a fast start.
+            self._camera.lookat[:] = self._env.data.subtree_com[self._camera.trackbodyid]
         self._renderer.update_scene(self._env.data, self._camera)
-        return self._renderer.render().copy()
+        frame = self._renderer.render()
+        if getattr(self._env, "camera_upside_down", False):
+            frame = frame[::-1, ::-1]  # a half turn: the camera's up axis points down
+        return frame.copy()
 
     def capture(self, caption: str) -> None:
         """Render the current state, draw `caption` on it and append it to `frames`."""

@@ -107,6 +107,34 @@ def test_cheetah_video_round_trips_with_captions(tmp_path):
     assert min(differences[: n_frames - 1]) > 0.5
 
 
+def test_metaworld_frames_are_upright_and_follow_class_switches():
+    env = NormalizedBoxEnv(ENVS["metaworld-ml10"]())
+    family = env.unwrapped
+    door = next(i for i in range(20) if family.class_of(i) == "door-open-v3")
+    family.reset_task(0)
+    assert family.class_of(0) == "reach-v3"
+    with FrameRecorder(env) as recorder:
+        assert recorder.fps == round(1 / family.dt) == 80
+        first = recorder.render()
+        for _ in range(10):
+            env.step(np.array([1.0, 0.0, 1.0, 0.0], dtype=np.float32))
+        moved = recorder.render()
+        family.reset_task(door)
+        switched = recorder.render()
+        assert recorder._model is family.model  # the renderer was made for the new model
+    with FrameRecorder(env) as fresh:
+        assert np.array_equal(switched, fresh.render())
+
+    # the corner camera hangs upside down; turned upright the sky (plain grey) is top left,
+    # the table's legs and the floor bottom left
+    def spread(region):  # per colour channel
+        return region.reshape(-1, 3).std(axis=0).max()
+
+    assert spread(first[:20, :60]) < 1 and spread(first[-40:, :60]) > 20
+    assert np.abs(moved.astype(float) - first).mean() > 0.5  # the arm moved
+    assert np.abs(switched.astype(float) - first).mean() > 2  # the door is in the picture
+
+
 def test_write_mp4_refuses_odd_sizes_and_no_frames(tmp_path):
     with pytest.raises(ValueError, match="even"):
         write_mp4([np.zeros((241, 320, 3), np.uint8)], tmp_path / "odd.mp4", fps=20)

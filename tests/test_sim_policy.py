@@ -33,6 +33,8 @@ RUNS = {
         ["n_train_tasks=4", "n_eval_tasks=2", "util_params.snapshot_mode=all"],
     ),
     "cheetah": ("configs/cheetah-dir.json", []),
+    # 5 eval tasks, one of each held-out class: the video's env switches class between them
+    "ml10": ("configs/metaworld-ml10.json", ["n_train_tasks=10", "n_eval_tasks=5"]),
     "no-snapshots": (
         "configs/point-robot.json",
         ["n_train_tasks=4", "n_eval_tasks=2", "util_params.snapshot_mode=none"],
@@ -139,6 +141,18 @@ def test_mujoco_video_has_a_frame_per_step_of_every_trajectory(run_dirs):
     assert frames.shape == (2 * 2 * 21, 240, 320, 3)
     assert frames.std() > 10
     assert not np.array_equal(frames[1], frames[20])
+
+
+def test_metaworld_report_and_video_across_classes(run_dirs):
+    run_dir = run_dirs["ml10"]
+    proc = python("sim_policy.py", run_dir, "--video", "--num_trajs", 2)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(averages(proc.stdout)) == [0, 1]
+    frames = iio.imread(run_dir / "sim_video.mp4", plugin="FFMPEG")
+    # 5 tasks (5 classes) x 2 trajectories x (reset + 20 steps)
+    assert frames.shape == (5 * 2 * 21, 240, 320, 3)
+    firsts = frames[:: 2 * 21].astype(float)  # each task's first frame: another scene
+    assert min(np.abs(a - b).mean() for a, b in zip(firsts, firsts[1:], strict=False)) > 0.5
 
 
 def test_run_without_snapshots_is_a_clear_error(run_dirs):

@@ -119,6 +119,10 @@ class MetaWorldTaskEnv(gym.Env):
     benchmark = ""
     max_episode_steps = MAX_EPISODE_STEPS
     reports_success = True
+    # videos (rlkit.render): the arm, the goal and the object from a corner of the table; the
+    # camera's up axis points down in Meta-World's models, so its frames are turned upright
+    camera_name = "corner"
+    camera_upside_down = True
 
     def __init__(self, env_name: str | None = None):
         train, test = benchmark_tasks(self.benchmark, env_name)
