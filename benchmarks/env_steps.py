@@ -4,7 +4,8 @@ raw      env.step on pre-drawn random actions in [-1, 1] (the launcher's normali
          resetting where an episode ends: the simulator and the family's Python.
 sampler  rollout() with the policy of the config's size (net_size 300) choosing every action:
          one slot (one policy call per env step) and SLOTS slots acting together (one batched
-         policy call per step across the slots, as collection and evaluation run).
+         policy call per step across the slots, as collection and evaluation run); slot i on
+         task i (Meta-World ML10: the slots hold envs of several classes).
 
     python benchmarks/env_steps.py [--families cheetah-vel ant-goal ...] [--seconds 3] [--slots 16]
 """
@@ -34,6 +35,8 @@ CONFIGS = {
     "humanoid-dir": "configs/humanoid-dir.json",
     "hopper-rand-params": "configs/hopper_rand_params.json",
     "walker-rand-params": "configs/walker_rand_params.json",
+    "metaworld-ml1": "configs/metaworld-ml1-reach.json",
+    "metaworld-ml10": "configs/metaworld-ml10.json",
 }
 
 
@@ -56,6 +59,7 @@ def sampler_steps_per_second(variant: dict, slots: int, seconds: float) -> float
     envs = [make_env(variant) for _ in range(slots)]
     for i, env in enumerate(envs):
         env.reset(seed=i)
+        env.reset_task(i)  # ML10: slots of different classes
     obs_dim = envs[0].observation_space.shape[0]
     action_dim = envs[0].action_space.shape[0]
     agent = build_trainer(variant, obs_dim, action_dim).agent

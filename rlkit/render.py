@@ -157,8 +157,9 @@ class FrameRecorder:
     (height, width, 3) uint8 frames, `fps` the env's real-time rate (round(1 / env.dt)) for
     `write_mp4`. A family that names a camera of its model (`camera_name`: Meta-World's arm
     and table) is filmed by it, turned upright when the camera hangs upside down
-    (`camera_upside_down`, as Meta-World's corner cameras do); otherwise a camera tracks body 1 (the torso of every other
-    MuJoCo family here) from the side, so the walker stays in view. A family whose model
+    (`camera_upside_down`, as Meta-World's corner cameras do); otherwise a camera tracks
+    body 1 (the torso of every other MuJoCo family here) from the side, so the walker stays
+    in view. A family whose model
     changes (a Meta-World slot switching class) is followed: the renderer is made again for
     the new model. Call `close()` (or use `with`) to free the GL context.
     """
