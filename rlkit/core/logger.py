@@ -39,6 +39,8 @@ _ONLINE_PICKLE_RE = re.compile(
 
 
 def library_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
     import gymnasium
     import mujoco
     import numpy
@@ -49,6 +51,7 @@ def library_versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "mujoco": mujoco.__version__,
         "gymnasium": gymnasium.__version__,
+        "metaworld": version("metaworld"),
     }
 
 
