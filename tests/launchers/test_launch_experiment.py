@@ -334,7 +334,7 @@ def test_variant_json_is_a_valid_config_of_the_run(runs, name):
 def test_versions_and_debug_log(runs, name):
     _, run_dir, _ = successful_run(runs, name)
     versions = json.loads((run_dir / "versions.json").read_text())
-    for library in ("python", "torch", "numpy", "mujoco", "gymnasium"):
+    for library in ("python", "torch", "numpy", "mujoco", "gymnasium", "metaworld"):
         assert isinstance(versions[library], str) and versions[library]
     assert versions["torch"] == torch.__version__
     assert versions["numpy"] == np.__version__
