@@ -4,6 +4,9 @@ Prints, per iteration, the minutes of training so far (the run's own clock), the
 the two returns that show learning, then the final figures:
   AverageReturn_all_test_tasks        online adaptation from the agent's own exploration
   AverageTrainReturn_all_train_tasks  posterior from encoder-buffer context
+and, for Meta-World, the meta-test success rate (SuccessRate_all_test_tasks) and the
+train-posterior one (TrainSuccessRate_all_train_tasks), with the mean of the last three
+meta-test evaluations.
 
     python benchmarks/learning_curve.py [--config C] [--seeds 0 1 2] [--set KEY=VALUE ...]
 """
@@ -23,6 +26,8 @@ from rlkit.launchers.launcher import prepare, run_experiment  # noqa: E402
 
 TEST = "AverageReturn_all_test_tasks"
 TRAIN = "AverageTrainReturn_all_train_tasks"
+SUCCESS = "SuccessRate_all_test_tasks"
+TRAIN_SUCCESS = "TrainSuccessRate_all_train_tasks"
 
 
 def main() -> None:
@@ -47,12 +52,23 @@ def main() -> None:
         wall = time.perf_counter() - start
         rows = list(csv.DictReader(open(run_dir / "progress.csv")))
         print(f"\nseed {seed}: {run_dir}")
-        print(f"{'iter':>4} {'minutes':>8} {'env steps':>10} {'test':>8} {'train-posterior':>16}")
+        success = SUCCESS in rows[0]
+        header = f"{'iter':>4} {'minutes':>8} {'env steps':>10} {'test':>8} {'train-posterior':>16}"
+        print(
+            header + (f" {'test success':>13} {'train-posterior success':>24}" if success else "")
+        )
         for row in rows:
             minutes = float(row["Total Train Time (s)"]) / 60
             steps = int(float(row["Number of env steps total"]))
             test, train = float(row[TEST]), float(row[TRAIN])
-            print(f"{row['Epoch']:>4} {minutes:8.1f} {steps:10d} {test:8.2f} {train:16.2f}")
+            line = f"{row['Epoch']:>4} {minutes:8.1f} {steps:10d} {test:8.2f} {train:16.2f}"
+            if success:
+                line += f" {float(row[SUCCESS]):13.2f} {float(row[TRAIN_SUCCESS]):24.2f}"
+            print(line)
+        if success:
+            last3 = [float(row[SUCCESS]) for row in rows[-3:]]
+            print(f"mean meta-test success of the last {len(last3)} evaluations: ", end="")
+            print(f"{sum(last3) / len(last3):.3f}")
         tests = [float(row[TEST]) for row in rows]
         trains = [float(row[TRAIN]) for row in rows]
         finals.append((seed, tests, trains, wall))
