@@ -130,6 +130,7 @@ def check_run_inputs(variant: dict, where: str) -> dict:
         obs_dim = int(np.prod(env.observation_space.shape))
         action_dim = int(np.prod(env.action_space.shape))
         load_weights(build_trainer(variant, obs_dim, action_dim), variant["path_to_weights"])
+    env.close()
     util = variant["util_params"]
     if util["seed"] is None:
         util["seed"] = int(np.random.SeedSequence().entropy % (2**31))
@@ -173,6 +174,7 @@ def build_algorithm(variant: dict, logger: RunLogger, device: torch.device) -> P
     tasks = list(env.get_all_task_idx())
     obs_dim = int(np.prod(env.observation_space.shape))
     action_dim = int(np.prod(env.action_space.shape))
+    env.close()  # the slots make their own (Meta-World: this one's env goes back to the pool)
     trainer_class = None
     if util["cuda_graph"]:
         if device.type == "cuda":
