@@ -32,7 +32,8 @@ from rlkit.launchers.config import ConfigError
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of z and the envs.")
 def main(paths, num_trajs, deterministic, video, itr, seed):
     """Roll out the policy of RUN_DIR on every eval task with online adaptation and print the
-    average return of each trajectory index across the tasks."""
+    average return of each trajectory index across the tasks (and, for Meta-World, its success
+    rate)."""
     if len(paths) > 2:
         click.echo("error: give at most two paths: [CONFIG] RUN_DIR", err=True)
         sys.exit(2)
@@ -44,14 +45,19 @@ def main(paths, num_trajs, deterministic, video, itr, seed):
         run_dir = Path(run_dir)
         variant = run_variant(config, run_dir)
         simulator = PolicySimulator(variant, run_dir, itr, seed)
-        returns, written = write_outputs(simulator, run_dir, num_trajs, deterministic, video)
+        (returns, successes), written = write_outputs(
+            simulator, run_dir, num_trajs, deterministic, video
+        )
     except ConfigError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)
     tasks = len(simulator.eval_tasks)
     click.echo(f"{tasks} eval tasks, {num_trajs} trajectories each")
     for k, value in enumerate(returns.mean(axis=0)):
-        click.echo(f"trajectory {k}, average return: {value:.2f}")
+        line = f"trajectory {k}, average return: {value:.2f}"
+        if successes is not None:  # Meta-World
+            line += f", success rate: {successes[:, k].mean():.2f}"
+        click.echo(line)
     for path in written:
         click.echo(f"wrote {path}")
 

@@ -117,6 +117,12 @@ def test_itr_picks_a_numbered_snapshot(run_dirs, tmp_path):
     )
 
 
+def test_no_success_rate_for_families_without_success(run_dirs):
+    proc = python("sim_policy.py", run_dirs["cheetah"], "--num_trajs", 2)
+    assert proc.returncode == 0, proc.stderr
+    assert len(averages(proc.stdout)) == 2 and "success" not in proc.stdout
+
+
 def test_point_robot_video_draws_one_picture_per_task(run_dirs):
     run_dir = run_dirs["sparse-point"]
     proc = python("sim_policy.py", run_dir, "--video", "--num_trajs", 3)
@@ -148,6 +154,10 @@ def test_metaworld_report_and_video_across_classes(run_dirs):
     proc = python("sim_policy.py", run_dir, "--video", "--num_trajs", 2)
     assert proc.returncode == 0, proc.stderr
     assert sorted(averages(proc.stdout)) == [0, 1]
+    rates = re.findall(
+        r"trajectory \d+, average return: [\d.]+, success rate: ([\d.]+)", proc.stdout
+    )
+    assert len(rates) == 2 and all(0 <= float(r) <= 1 for r in rates)
     frames = iio.imread(run_dir / "sim_video.mp4", plugin="FFMPEG")
     # 5 tasks (5 classes) x 2 trajectories x (reset + 20 steps)
     assert frames.shape == (5 * 2 * 21, 240, 320, 3)

@@ -109,16 +109,27 @@ class PolicySimulator:
         sparse = self.variant["algo_params"]["sparse_rewards"]
         return np.array([[p.episode_return(sparse) for p in task_paths] for task_paths in paths])
 
+    def successes(self, paths: list) -> np.ndarray | None:
+        """(tasks, trajectories) 1.0 where the trajectory succeeded, for families that report
+        success (Meta-World), else None."""
+        if not getattr(self.env.unwrapped, "reports_success", False):
+            return None
+        return np.array([[float(p.succeeded()) for p in task_paths] for task_paths in paths])
+
+    def scores(self, paths: list) -> tuple[np.ndarray, np.ndarray | None]:
+        return self.returns(paths), self.successes(paths)
+
 
 def write_outputs(
     simulator: PolicySimulator, run_dir: Path, num_trajs: int, deterministic: bool, video: bool
-) -> tuple[np.ndarray, list[Path]]:
+) -> tuple[tuple[np.ndarray, np.ndarray | None], list[Path]]:
     """Simulate every eval task; with `video`, also render: the point robots' picture per task
     (RUN_DIR/sim_pictures/task{i}.png), or one mp4 of all tasks in order (RUN_DIR/sim_video.mp4)
-    for the MuJoCo families. Returns the (tasks, trajectories) returns and the files written."""
+    for the MuJoCo families. Returns the (tasks, trajectories) returns and successes
+    (PolicySimulator.scores) and the files written."""
     tasks = simulator.eval_tasks
     if not video:
-        return simulator.returns(simulator.run(tasks, num_trajs, deterministic)), []
+        return simulator.scores(simulator.run(tasks, num_trajs, deterministic)), []
     from rlkit import render  # imported late: matplotlib and the GL libraries
 
     if simulator.variant["env_name"] in POINT_ROBOTS:
@@ -137,7 +148,7 @@ def write_outputs(
             )
             for task, task_paths in zip(tasks, paths, strict=True)
         ]
-        return simulator.returns(paths), written
+        return simulator.scores(paths), written
 
     try:
         recorder = render.FrameRecorder(simulator.env)
@@ -163,4 +174,4 @@ def write_outputs(
         written = render.write_mp4(frames(), run_dir / "sim_video.mp4", recorder.fps)
     finally:
         recorder.close()
-    return simulator.returns(all_paths), [written]
+    return simulator.scores(all_paths), [written]
