@@ -78,7 +78,7 @@ def _build(benchmark: str, env_name: str | None) -> tuple[list, list]:
 def benchmark_tasks(benchmark: str, env_name: str | None = None) -> tuple[list, list]:
     """The (train, test) Meta-World Task lists of ML1(env_name) / ML10 / ML45 with seed
     TASK_SEED, each interleaved over its classes. Building them resets every class's env 50
-    times (ML45: minutes), so they are kept once built, in memory and in a file of the cache
+    times (ML45: about a minute), so they are kept once built, in memory and in a file of the cache
     folder (_cache_folder) named after the Meta-World version, benchmark, class and seed."""
     folder = _cache_folder()
     key = f"{CACHE_FORMAT}-{version('metaworld')}-{benchmark}-{env_name}-{TASK_SEED}"
