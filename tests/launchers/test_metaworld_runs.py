@@ -60,8 +60,11 @@ def launch(base, config, *extra):
 def runs(tmp_path_factory):
     """One tiny iteration of every config, two at a time; name -> (result, run folder)."""
 
+    # the folders first: tmp_path_factory is not safe to call from two threads at once
+    bases = {name: tmp_path_factory.mktemp(name) for name in CONFIGS}
+
     def one(name):
-        return launch(tmp_path_factory.mktemp(name), CONFIGS[name])
+        return launch(bases[name], CONFIGS[name])
 
     with ThreadPoolExecutor(2) as pool:
         return dict(zip(CONFIGS, pool.map(one, CONFIGS), strict=True))
