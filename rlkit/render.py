@@ -159,9 +159,9 @@ class FrameRecorder:
     and table) is filmed by it, turned upright when the camera hangs upside down
     (`camera_upside_down`, as Meta-World's corner cameras do); otherwise a camera tracks
     body 1 (the torso of every other MuJoCo family here) from the side, so the walker stays
-    in view. A family whose model
-    changes (a Meta-World slot switching class) is followed: the renderer is made again for
-    the new model. Call `close()` (or use `with`) to free the GL context.
+    in view. A family whose model changes (a Meta-World slot switching class) is followed:
+    the renderer is made again for the new model. Call `close()` (or use `with`) to free the
+    GL context.
     """
 
     def __init__(self, env: gym.Env, width: int = 320, height: int = 240):

@@ -153,12 +153,13 @@ class PEARLAlgorithm:
         # Meta-World: success rates next to the returns, per held-out class when the eval
         # tasks' classes are not trained on (ML10, ML45)
         self.reports_success = bool(getattr(family, "reports_success", False))
+        # held-out class -> the positions of its tasks in eval_tasks
         self._eval_classes: dict[str, list[int]] = {}
         if self.reports_success and hasattr(family, "class_of"):
             train_classes = {family.class_of(t) for t in self.train_tasks}
-            for task in self.eval_tasks:
+            for i, task in enumerate(self.eval_tasks):
                 if family.class_of(task) not in train_classes:
-                    self._eval_classes.setdefault(family.class_of(task), []).append(task)
+                    self._eval_classes.setdefault(family.class_of(task), []).append(i)
         obs_dim = int(np.prod(probe.observation_space.shape))
         action_dim = int(np.prod(probe.action_space.shape))
         # separate buffers: the RL batch and the encoder's context
@@ -494,8 +495,8 @@ class PEARLAlgorithm:
             stats["SuccessRate_all_train_tasks"] = float(np.mean(train_online_success[0]))
             test_final_success = test_online_success[0]
             stats["SuccessRate_all_test_tasks"] = float(np.mean(test_final_success))
-            for name, class_tasks in self._eval_classes.items():
-                rates = [test_final_success[self.eval_tasks.index(t)] for t in class_tasks]
+            for name, positions in self._eval_classes.items():
+                rates = [test_final_success[i] for i in positions]
                 stats[f"SuccessRate_test_tasks_{name}"] = float(np.mean(rates))
         return stats
 

@@ -78,8 +78,9 @@ def _build(benchmark: str, env_name: str | None) -> tuple[list, list]:
 def benchmark_tasks(benchmark: str, env_name: str | None = None) -> tuple[list, list]:
     """The (train, test) Meta-World Task lists of ML1(env_name) / ML10 / ML45 with seed
     TASK_SEED, each interleaved over its classes. Building them resets every class's env 50
-    times (ML45: about a minute), so they are kept once built, in memory and in a file of the cache
-    folder (_cache_folder) named after the Meta-World version, benchmark, class and seed."""
+    times (ML45: about a minute), so they are kept once built, in memory and in a file of the
+    cache folder (_cache_folder) named after the Meta-World version, benchmark, class and
+    seed."""
     folder = _cache_folder()
     key = f"{CACHE_FORMAT}-{version('metaworld')}-{benchmark}-{env_name}-{TASK_SEED}"
     path = None
@@ -107,6 +108,25 @@ def benchmark_tasks(benchmark: str, env_name: str | None = None) -> tuple[list, 
     return train, test
 
 
+@functools.cache
+def _task_list(benchmark: str, env_name: str | None) -> tuple[list, list, tuple, tuple]:
+    """What every slot of a family holds, made once per process (ML45: 2,500 tasks): the
+    Meta-World tasks in our order (train, then test reversed), their records for `tasks`,
+    the (train, test) counts and the sorted (train, test) class names."""
+    train, test = benchmark_tasks(benchmark, env_name)
+    ordered = train + test[::-1]
+    records = [
+        dict(
+            env_name=t.env_name,
+            split="train" if i < len(train) else "test",
+            rand_vec=np.asarray(pickle.loads(t.data)["rand_vec"]).tolist(),
+        )
+        for i, t in enumerate(ordered)
+    ]
+    classes = tuple(sorted({t.env_name for t in part}) for part in (train, test))
+    return ordered, records, (len(train), len(test)), classes
+
+
 def _take_env(class_name: str):
     idle = _IDLE[class_name]
     return idle.pop() if idle else ALL_V3_ENVIRONMENTS[class_name]()
@@ -125,22 +145,10 @@ class MetaWorldTaskEnv(gym.Env):
     camera_upside_down = True
 
     def __init__(self, env_name: str | None = None):
-        train, test = benchmark_tasks(self.benchmark, env_name)
-        self._mw_tasks = train + test[::-1]
-        self.task_split = (len(train), len(test))
-        self.tasks = [
-            dict(
-                env_name=t.env_name,
-                split="train" if i < len(train) else "test",
-                rand_vec=np.asarray(pickle.loads(t.data)["rand_vec"]).tolist(),
-            )
-            for i, t in enumerate(self._mw_tasks)
-        ]
-        self.train_classes = sorted({t.env_name for t in train})
-        self.test_classes = sorted({t.env_name for t in test})
+        self._mw_tasks, self.tasks, self.task_split, classes = _task_list(self.benchmark, env_name)
+        self.train_classes, self.test_classes = classes
         self._env = None
         self._class = None
-        self._task_idx = None
         self.reset_task(0)
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
         obs_shape = self._env.observation_space.shape
@@ -157,12 +165,10 @@ class MetaWorldTaskEnv(gym.Env):
         """Make task `idx` the slot's task (its class's env, its goal), then reset."""
         task = self._mw_tasks[idx]
         if task.env_name != self._class:
-            if self._env is not None:
-                _IDLE[self._class].append(self._env)
+            self.close()
             self._env = _take_env(task.env_name)
             self._class = task.env_name
         self._env.set_task(task)
-        self._task_idx = idx
         self.reset()
 
     # the current class's simulation, for rendering

@@ -32,6 +32,7 @@ def test_task_lists_reproducible_without_global_rng(name, monkeypatch):
     if name == "metaworld-ml1":  # built here, not read from a cache (ML10/ML45: minutes)
         monkeypatch.setenv("PEARL_METAWORLD_CACHE", "0")
         metaworld_envs.benchmark_tasks.cache_clear()
+        metaworld_envs._task_list.cache_clear()
     saved = np.random.get_state()
     try:
         np.random.seed(123)
@@ -40,6 +41,7 @@ def test_task_lists_reproducible_without_global_rng(name, monkeypatch):
         np.random.seed(999)
         if name == "metaworld-ml1":
             metaworld_envs.benchmark_tasks.cache_clear()
+            metaworld_envs._task_list.cache_clear()
         env_b = ENVS[name](**PARAMS[name])  # another global seed: the same tasks
     finally:
         np.random.set_state(saved)
