@@ -20,6 +20,8 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+# the benchmarks' helpers (benchmarks/ is not a package)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from rlkit.core.logger import RunLogger
 from rlkit.launchers.config import apply_override, load_config

@@ -12,9 +12,10 @@ Tasks of one phase are collected together, one env per task slot (rlkit.samplers
 
 Checkpoints (rlkit.core.checkpoint): after every iteration the whole state (networks,
 optimizers, both buffers, every random generator, counters, the logger's position) is saved,
-after the iteration's row. A stop on request (Ctrl-C) saves it between two meta-gradient
-steps. `load_state_dict` puts a freshly built algorithm back into that state, and `train()`
-then continues exactly as the uninterrupted run would have.
+after the iteration's row; of the buffers, only the transitions added since the previous
+checkpoint are written (to new data files). A stop on request (Ctrl-C) saves it between two
+meta-gradient steps. `load_state_dict` puts a freshly built algorithm back into that state,
+and `train()` then continues exactly as the uninterrupted run would have.
 
 Every meta-gradient step's gradients are checked for NaN/inf on the device (no sync); the flags
 are read once per iteration, and a bad one stops training before that iteration is saved.
@@ -28,7 +29,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from rlkit.core.checkpoint import save_checkpoint
+from rlkit.core.checkpoint import (
+    buffer_data_reader,
+    data_file_path,
+    remove_unneeded_data,
+    save_buffer_data,
+    save_checkpoint,
+)
 from rlkit.core.logger import RunLogger
 from rlkit.core.progress import progress_bar
 from rlkit.data_management.multitask_replay_buffer import MultiTaskReplayBuffer
@@ -169,6 +176,7 @@ class PEARLAlgorithm:
         self.enc_replay_buffer = MultiTaskReplayBuffer(
             replay_buffer_size, obs_dim, action_dim, self.train_tasks
         )
+        self._next_data_file = 0  # the number of the next buffer data file (checkpoints)
         self.n_env_steps_total = 0
         self.n_train_steps_total = 0
         self.n_rollouts_total = 0
@@ -522,6 +530,7 @@ class PEARLAlgorithm:
             "optimizers": {name: opt.state_dict() for name, opt in self._optimizers.items()},
             "replay_buffer": self.replay_buffer.state_dict(),
             "enc_replay_buffer": self.enc_replay_buffer.state_dict(),
+            "next_data_file": self._next_data_file,
             "rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if cuda else None,
@@ -550,8 +559,11 @@ class PEARLAlgorithm:
             net.load_state_dict(state["networks"][name])
         for name, opt in self._optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
-        self.replay_buffer.load_state_dict(state["replay_buffer"])
-        self.enc_replay_buffer.load_state_dict(state["enc_replay_buffer"])
+        run_dir = self.logger.run_dir
+        for name, buffer in self._buffers.items():
+            buffer.load_state_dict(state[name], buffer_data_reader(run_dir, name))
+        # single-file checkpoints (before data files) have no number: their data goes to 0..
+        self._next_data_file = state.get("next_data_file", 0)
         if state["env_rngs"]:
             self._env(len(state["env_rngs"]) - 1)
         for env, env_rng in zip(self._envs, state["env_rngs"], strict=False):
@@ -572,10 +584,29 @@ class PEARLAlgorithm:
         self._train_time = times["train"]
         self._elapsed = times["elapsed"]
         self.logger.restore(state["logger"], state["epoch"])
+        remove_unneeded_data(run_dir, self._needed_data_files())
         self.saved_epoch, self.saved_steps_done = self.epoch, self._steps_done
 
+    @property
+    def _buffers(self) -> dict[str, MultiTaskReplayBuffer]:
+        """The buffers by their name in the checkpoint (and their data files')."""
+        return {"replay_buffer": self.replay_buffer, "enc_replay_buffer": self.enc_replay_buffer}
+
+    def _needed_data_files(self) -> set:
+        return {
+            data_file_path(self.logger.run_dir, name, file)
+            for name, buffer in self._buffers.items()
+            for file in buffer.files()
+        }
+
     def save_checkpoint(self) -> None:
-        save_checkpoint(self.logger.run_dir, self.state_dict())
+        """The transitions added since the last checkpoint into new data files, then the
+        checkpoint; the data files it no longer needs are deleted once it is on disk."""
+        run_dir = self.logger.run_dir
+        for name, buffer in self._buffers.items():
+            self._next_data_file = save_buffer_data(run_dir, name, buffer, self._next_data_file)
+        save_checkpoint(run_dir, self.state_dict())
+        remove_unneeded_data(run_dir, self._needed_data_files())
         self.saved_epoch, self.saved_steps_done = self.epoch, self._steps_done
 
     def _elapsed_now(self) -> float:

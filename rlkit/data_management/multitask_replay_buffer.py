@@ -1,14 +1,29 @@
-"""Per-task FIFO replay buffers stored as contiguous arrays, sampled for many tasks at once.
+"""Per-task FIFO replay buffers stored in fixed-size chunks, sampled for many tasks at once,
+saved incrementally.
 
-Every field is one array (tasks, capacity, dim). The allocated capacity starts small and
-doubles up to `max_size` as data arrives, so memory follows the data stored rather than
-max_size x tasks. Whole trajectories are remembered (start, length) for the recurrent
-encoder, which reads context as ordered trajectories. `state_dict()` holds only the stored
-transitions (for checkpoints), so its size grows with the data too.
+Storage. Each task's buffer is a ring of `max_size` positions. The positions are cut into
+chunks of `chunk_len`: chunk k holds positions [k * chunk_len, (k + 1) * chunk_len) of every
+task, one array (tasks, chunk_len[, dim]) per field, made when a task first writes there.
+The arrays are anonymous memory maps: the operating system backs only the pages written, so
+memory follows the data stored (plus at most a page per task and field at a chunk's end)
+while growing never copies what is stored. `chunk_len` is chosen so that one chunk of all
+tasks spans CHUNK_BYTES of address space: most runs' buffers fit in one chunk and are sampled
+with one gather per field; larger ones gather chunk by chunk.
+
+Persistence. The stored positions of a task are also kept as segments (file, start, length)
+in ring order, oldest first; file is PENDING for transitions added since the last save.
+`pending()` gives those transitions as one data file's content and `mark_saved(file)` records
+that they are now in that file; `state_dict()` holds only the bookkeeping (positions,
+trajectories, segments), so a checkpoint stays small however much data the buffer holds.
+A file no segment names any more (its transitions overwritten by the FIFO, or a cleared
+task's) is no longer needed: `files()` lists the ones still needed. Whole trajectories are
+remembered (start, length) for the recurrent encoder, which reads context as ordered
+trajectories.
 """
 
+import mmap
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -16,6 +31,8 @@ import torch
 from rlkit.data_management.path import Path
 
 FIELDS = ("observations", "actions", "rewards", "sparse_rewards", "next_observations", "terminals")
+CHUNK_BYTES = 1 << 30  # address space of one chunk across all tasks and fields
+PENDING = -1  # the file of segments not saved yet
 
 
 class MultiTaskReplayBuffer:
@@ -27,12 +44,11 @@ class MultiTaskReplayBuffer:
         obs_dim: int,
         action_dim: int,
         tasks: Sequence[int],
-        initial_capacity: int = 1024,
+        chunk_len: int | None = None,
     ):
         self.max_size = int(max_size)
         self.tasks = [int(t) for t in tasks]
         self._row = {task: i for i, task in enumerate(self.tasks)}
-        n = len(self.tasks)
         self._dims = {
             "observations": obs_dim,
             "actions": action_dim,
@@ -41,18 +57,75 @@ class MultiTaskReplayBuffer:
             "next_observations": obs_dim,
             "terminals": 0,
         }
-        capacity = min(self.max_size, initial_capacity)
-        self._data = {name: self._alloc(n, capacity, dim) for name, dim in self._dims.items()}
-        self._capacity = capacity
+        # float32 fields
+        self.bytes_per_transition = 4 * sum(max(dim, 1) for dim in self._dims.values())
+        if chunk_len is None:
+            chunk_len = CHUNK_BYTES // (self.bytes_per_transition * max(len(self.tasks), 1))
+        self.chunk_len = max(1, min(self.max_size, int(chunk_len)))
+        self._chunks: list[dict[str, np.ndarray]] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        n = len(self.tasks)
         self._top = np.zeros(n, dtype=np.int64)
         self._size = np.zeros(n, dtype=np.int64)
         self._episodes: list[deque[tuple[int, int]]] = [deque() for _ in range(n)]
         self._stored_in_episodes = np.zeros(n, dtype=np.int64)
+        self._segments: list[deque[list[int]]] = [deque() for _ in range(n)]
+        self._staged: list[tuple[int, list[int]]] = []  # what the last pending() gave
 
-    @staticmethod
-    def _alloc(n: int, capacity: int, dim: int) -> np.ndarray:
-        shape = (n, capacity, dim) if dim else (n, capacity)
-        return np.zeros(shape, dtype=np.float32)
+    # ----------------------------------------------------------------- storage
+    def _chunk(self, k: int) -> dict[str, np.ndarray]:
+        """Chunk k, made (with every chunk before it) when first needed."""
+        while len(self._chunks) <= k:
+            length = min(self.chunk_len, self.max_size - len(self._chunks) * self.chunk_len)
+            chunk = {}
+            for name, dim in self._dims.items():
+                shape = (len(self.tasks), length, dim) if dim else (len(self.tasks), length)
+                # zero-filled and backed by memory only where written
+                memory = mmap.mmap(-1, max(4 * int(np.prod(shape)), 1))
+                chunk[name] = np.frombuffer(memory, dtype=np.float32, count=int(np.prod(shape)))
+                chunk[name] = chunk[name].reshape(shape)
+            self._chunks.append(chunk)
+        return self._chunks[k]
+
+    def _pieces(self, start: int, n: int):
+        """(chunk, offset in chunk, offset in the n values, length) of positions start.. on
+        the ring, cut where a chunk ends or the ring wraps."""
+        done = 0
+        while done < n:
+            position = (start + done) % self.max_size
+            k, offset = divmod(position, self.chunk_len)
+            length = min(n - done, self.chunk_len - offset, self.max_size - position)
+            yield k, offset, done, length
+            done += length
+
+    def _write(self, row: int, start: int, values: dict[str, np.ndarray]) -> None:
+        """values[name] (n[, dim]) into positions start, start + 1, ... of task row's ring."""
+        n = len(values["rewards"])
+        for k, offset, done, length in self._pieces(start, n):
+            chunk = self._chunk(k)
+            for name in FIELDS:
+                chunk[name][row, offset : offset + length] = values[name][done : done + length]
+
+    def _gather(self, rows: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Each field at positions idx (tasks, batch) of the tasks' rows (tasks,)."""
+        k, offset = np.divmod(idx, self.chunk_len)
+        rows = np.broadcast_to(rows[:, None], idx.shape)
+        if len(self._chunks) == 1:
+            chunk = self._chunks[0]
+            return {name: chunk[name][rows, offset] for name in FIELDS}
+        out = {
+            name: np.empty(idx.shape + self._chunks[0][name].shape[2:], dtype=np.float32)
+            for name in FIELDS
+        }
+        for chunk_index in np.unique(k):
+            where = k == chunk_index
+            r, o = rows[where], offset[where]
+            chunk = self._chunks[chunk_index]
+            for name in FIELDS:
+                out[name][where] = chunk[name][r, o]
+        return out
 
     def _rows(self, tasks) -> np.ndarray:
         try:
@@ -60,19 +133,7 @@ class MultiTaskReplayBuffer:
         except KeyError as err:
             raise KeyError(f"task {err.args[0]} has no replay buffer") from None
 
-    def _grow(self, needed: int) -> None:
-        """Make room for `needed` transitions per task: double the capacity (to max_size)."""
-        if needed <= self._capacity:
-            return
-        capacity = self._capacity
-        while capacity < needed:
-            capacity = min(self.max_size, capacity * 2)
-        for name, old in self._data.items():
-            new = self._alloc(len(self.tasks), capacity, self._dims[name])
-            new[:, : self._capacity] = old
-            self._data[name] = new
-        self._capacity = capacity
-
+    # ----------------------------------------------------------------- adding
     def add_path(self, task: int, path: Path) -> None:
         """Append every transition of `path`, its last one included."""
         (row,) = self._rows(task)
@@ -82,10 +143,8 @@ class MultiTaskReplayBuffer:
         if n > self.max_size:
             raise ValueError(f"a path of {n} transitions does not fit a buffer of {self.max_size}")
         top = int(self._top[row])
-        self._grow(min(self.max_size, top + n))
-        idx = (top + np.arange(n)) % self.max_size
-        for name in FIELDS:
-            self._data[name][row, idx] = getattr(path, name)
+        self._write(row, top, {name: getattr(path, name) for name in FIELDS})
+        overwritten = max(0, int(self._size[row]) + n - self.max_size)
         self._top[row] = (top + n) % self.max_size
         self._size[row] = min(self.max_size, self._size[row] + n)
         # FIFO: the oldest trajectories are the ones overwritten
@@ -95,6 +154,27 @@ class MultiTaskReplayBuffer:
             self._stored_in_episodes[row] -= length
         episodes.append((top, n))
         self._stored_in_episodes[row] += n
+        self._add_segment(row, top, n, overwritten)
+
+    def _add_segment(self, row: int, top: int, n: int, overwritten: int) -> None:
+        """Positions top.. (n, pending) join the task's segments; the `overwritten` oldest
+        positions leave them."""
+        segments = self._segments[row]
+        while overwritten:
+            first = segments[0]
+            cut = min(overwritten, first[2])
+            first[1] = (first[1] + cut) % self.max_size
+            first[2] -= cut
+            overwritten -= cut
+            if first[2] == 0:
+                segments.popleft()
+        for _, _, done, length in self._pieces(top, n):
+            start = (top + done) % self.max_size
+            last = segments[-1] if segments else None
+            if last is not None and last[0] == PENDING and last[1] + last[2] == start:
+                last[2] += length
+            else:
+                segments.append([PENDING, start, length])
 
     def clear(self, task: int) -> None:
         (row,) = self._rows(task)
@@ -102,6 +182,7 @@ class MultiTaskReplayBuffer:
         self._size[row] = 0
         self._episodes[row].clear()
         self._stored_in_episodes[row] = 0
+        self._segments[row].clear()
 
     def size(self, task: int) -> int:
         (row,) = self._rows(task)
@@ -111,52 +192,11 @@ class MultiTaskReplayBuffer:
         (row,) = self._rows(task)
         return len(self._episodes[row])
 
-    def state_dict(self) -> dict:
-        """Every task's stored transitions and bookkeeping, as tensors that share memory with the
-        buffer: a task's transitions always occupy positions [0, size) (filled from 0 after a
-        clear, wrapping only once full)."""
-        return {
-            "max_size": self.max_size,
-            "tasks": list(self.tasks),
-            "capacity": self._capacity,
-            "top": torch.from_numpy(self._top.copy()),
-            "size": torch.from_numpy(self._size.copy()),
-            "data": {
-                name: [
-                    torch.from_numpy(self._data[name][row, :size])
-                    for row, size in enumerate(self._size)
-                ]
-                for name in FIELDS
-            },
-            "episodes": [
-                torch.tensor(list(e), dtype=torch.int64).reshape(-1, 2) for e in self._episodes
-            ],
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restore what state_dict() returned, into a buffer built with the same tasks."""
-        if state["tasks"] != self.tasks or state["max_size"] != self.max_size:
-            raise ValueError("the saved replay buffer has other tasks or another max_size")
-        n, capacity = len(self.tasks), int(state["capacity"])
-        self._data = {name: self._alloc(n, capacity, dim) for name, dim in self._dims.items()}
-        self._capacity = capacity
-        self._top = state["top"].numpy().copy()
-        self._size = state["size"].numpy().copy()
-        for name in FIELDS:
-            for row, values in enumerate(state["data"][name]):
-                self._data[name][row, : len(values)] = values.numpy()
-        self._episodes = [deque(map(tuple, e.tolist())) for e in state["episodes"]]
-        self._stored_in_episodes = np.array(
-            [sum(length for _, length in e) for e in self._episodes], dtype=np.int64
-        )
-
+    # ----------------------------------------------------------------- sampling
     def _check_nonempty(self, rows: np.ndarray) -> None:
         empty = rows[self._size[rows] == 0]
         if empty.size:
             raise ValueError(f"cannot sample from the empty buffer of task {self.tasks[empty[0]]}")
-
-    def _gather(self, rows: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
-        return {name: self._data[name][rows[:, None], idx] for name in FIELDS}
 
     def random_batch(
         self, tasks, batch_size: int, rng: np.random.Generator
@@ -185,3 +225,115 @@ class MultiTaskReplayBuffer:
                 total += length
             idx[i] = np.concatenate(chosen)[:batch_size]
         return self._gather(rows, idx)
+
+    # ----------------------------------------------------------------- persistence
+    def pending(self, limit: int | None = None) -> dict[str, torch.Tensor] | None:
+        """At most `limit` (None: all) of the transitions not saved yet, oldest first per task,
+        as one data file's content: "segments" (k, 3) rows of (task row, start, length) and
+        each field's values of those segments concatenated (n[, dim]); None when there are
+        none. mark_saved() then records the file they went to."""
+        budget = self.max_size * len(self.tasks) if limit is None else int(limit)
+        self._staged = []
+        for row, segments in enumerate(self._segments):
+            i = 0
+            while i < len(segments) and budget > 0:
+                segment = segments[i]
+                if segment[0] == PENDING:
+                    if segment[2] > budget:  # the rest waits for the next file
+                        rest = [PENDING, (segment[1] + budget) % self.max_size, segment[2] - budget]
+                        segment[2] = budget
+                        segments.insert(i + 1, rest)
+                    self._staged.append((row, segment))
+                    budget -= segment[2]
+                i += 1
+        if not self._staged:
+            return None
+        table = [(row, start, length) for row, (_, start, length) in self._staged]
+        rows = np.concatenate([np.full(length, row) for row, _, length in table])
+        idx = np.concatenate(
+            [(start + np.arange(length)) % self.max_size for _, start, length in table]
+        )
+        values = self._gather(rows, idx[:, None])
+        content = {name: torch.from_numpy(values[name][:, 0]) for name in FIELDS}
+        content["segments"] = torch.tensor(table, dtype=torch.int64).reshape(-1, 3)
+        return content
+
+    def mark_saved(self, file: int) -> None:
+        """The transitions the last pending() gave are now in data file `file`."""
+        for _, segment in self._staged:
+            segment[0] = file
+        self._staged = []
+
+    def files(self) -> set[int]:
+        """The data files that hold the stored transitions."""
+        return {file for segments in self._segments for file, _, _ in segments} - {PENDING}
+
+    def state_dict(self) -> dict:
+        """Positions, trajectories and segments of every task (no transitions: those are in
+        the data files that files() names, all saved: nothing may be pending)."""
+        if any(file == PENDING for segments in self._segments for file, _, _ in segments):
+            raise RuntimeError("the buffer has transitions not saved to a data file")
+        return {
+            "max_size": self.max_size,
+            "tasks": list(self.tasks),
+            "top": torch.from_numpy(self._top.copy()),
+            "size": torch.from_numpy(self._size.copy()),
+            "episodes": [
+                torch.tensor(list(e), dtype=torch.int64).reshape(-1, 2) for e in self._episodes
+            ],
+            "segments": [
+                torch.tensor(list(s), dtype=torch.int64).reshape(-1, 3) for s in self._segments
+            ],
+        }
+
+    def load_state_dict(self, state: dict, read_file: Callable[[int], dict]) -> None:
+        """Restore what state_dict() returned, into a buffer built with the same tasks, reading
+        the transitions of its segments from the data files (read_file(file) gives what
+        pending() gave before mark_saved(file)). A state with the transitions in it (the
+        single-file checkpoints before data files) is read as well; its transitions are then
+        pending, saved by the next checkpoint."""
+        if state["tasks"] != self.tasks or state["max_size"] != self.max_size:
+            raise ValueError("the saved replay buffer has other tasks or another max_size")
+        self._chunks = []
+        self._reset()
+        self._top = state["top"].numpy().copy()
+        self._size = state["size"].numpy().copy()
+        self._episodes = [deque(map(tuple, e.tolist())) for e in state["episodes"]]
+        self._stored_in_episodes = np.array(
+            [sum(length for _, length in e) for e in self._episodes], dtype=np.int64
+        )
+        if "data" in state:
+            self._load_transitions(state["data"])
+            return
+        self._segments = [deque(map(list, s.tolist())) for s in state["segments"]]
+        for file in sorted(self.files()):
+            self._load_file(file, read_file(file))
+
+    def _load_file(self, file: int, content: dict) -> None:
+        """Copy from one data file the parts of its segments still stored."""
+        offset = 0
+        for row, start, length in content["segments"].tolist():
+            for segment_file, seg_start, seg_length in self._segments[row]:
+                if segment_file != file:
+                    continue
+                # both are ranges on the ring; a saved segment never wraps past itself
+                skip = (seg_start - start) % self.max_size
+                if skip >= length:
+                    continue
+                n = min(seg_length, length - skip)
+                begin = offset + skip
+                self._write(
+                    row,
+                    seg_start,
+                    {name: content[name][begin : begin + n].numpy() for name in FIELDS},
+                )
+            offset += length
+
+    def _load_transitions(self, data: dict) -> None:
+        """The single-file checkpoint's transitions: task by task, positions [0, size)."""
+        for row, size in enumerate(self._size.tolist()):
+            if size:
+                self._write(row, 0, {name: data[name][row].numpy() for name in FIELDS})
+            full = size == self.max_size
+            top = int(self._top[row]) if full else 0
+            self._add_segment(row, top, size, 0)

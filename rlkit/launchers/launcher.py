@@ -13,7 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlkit.core.checkpoint import checkpoint_path, load_checkpoint
+from rlkit.core.checkpoint import (
+    DataFileError,
+    checkpoint_path,
+    load_checkpoint,
+    remove_unneeded_data,
+)
 from rlkit.core.logger import RunLogger, create_run_dir, library_versions
 from rlkit.core.pearl_algorithm import PEARLAlgorithm, TrainingDiverged
 from rlkit.envs import ENVS
@@ -269,8 +274,11 @@ def restore(algorithm: PEARLAlgorithm, checkpoint: dict | None, run_dir: Path) -
     try:
         if checkpoint is None:
             algorithm.logger.restore(None, 0)
+            remove_unneeded_data(run_dir, set())
         else:
             algorithm.load_state_dict(checkpoint)
+    except DataFileError as err:
+        raise ConfigError(str(err)) from None
     except (ValueError, RuntimeError, KeyError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
         raise ConfigError(

@@ -29,7 +29,7 @@ def test_initial_collection_fills_both_buffers_with_whole_trajectories(make_algo
 def test_last_transition_of_every_trajectory_is_kept(make_algorithm):
     algo = make_algorithm()
     algo.collect_data([0], 40, np.inf)
-    data = algo.replay_buffer._data
+    data = algo.replay_buffer._chunks[0]  # one chunk holds these small buffers
     row = algo.replay_buffer._row[0]
     obs, next_obs = data["observations"][row, :40], data["next_observations"][row, :40]
     # within a trajectory o'_t = o_{t+1}; the 20th transition of each is stored
@@ -75,7 +75,7 @@ def test_posterior_collection_infers_from_the_encoder_buffer(make_algorithm, mon
     # (dense rewards are <= 0), so a context row tells which buffer and task it came from
     marks = {task: 100.0 + task for task in algo.train_tasks}
     for task, mark in marks.items():
-        enc._data["rewards"][enc._row[task], : enc.size(task)] = mark
+        enc._chunks[0]["rewards"][enc._row[task], : enc.size(task)] = mark
     add_to_enc = enc.add_path
 
     def add_marked(task, path):
@@ -85,9 +85,9 @@ def test_posterior_collection_infers_from_the_encoder_buffer(make_algorithm, mon
 
     def rows(buffer, task):
         row, n = buffer._row[task], buffer.size(task)
-        data = {name: buffer._data[name][row, :n] for name in ("observations", "actions")}
+        data = {name: buffer._chunks[0][name][row, :n] for name in ("observations", "actions")}
         return np.concatenate(
-            [data["observations"], data["actions"], buffer._data["rewards"][row, :n, None]], -1
+            [data["observations"], data["actions"], buffer._chunks[0]["rewards"][row, :n, None]], -1
         )
 
     calls = []

@@ -1,9 +1,10 @@
 """Seeds, kills and resumes through the command line.
 
-One run is killed (SIGKILL) during collection, during training and while writing its
-checkpoint, stopped by Ctrl-C (SIGINT) between two steps and by a NaN loss, and resumed with
-`--resume` after each; its progress.csv must end with every iteration exactly once and equal
-to an uninterrupted run with the same seed (time columns aside). The kills are placed
+One run is killed (SIGKILL) during collection, during training, while writing its
+checkpoint, while writing a buffer data file and just before and just after renaming the
+checkpoint into place, stopped by Ctrl-C (SIGINT) between two steps and by a NaN loss, and
+resumed with `--resume` after each; its progress.csv must end with every iteration exactly
+once and equal to an uninterrupted run with the same seed (time columns aside). The kills are placed
 deterministically by a wrapper script that patches the library in its own process only.
 """
 
@@ -24,6 +25,7 @@ from conftest import (
     tiny_overrides,
 )
 
+from rlkit.core.checkpoint import DATA_FOLDER, load_checkpoint
 from rlkit.launchers.config import apply_override, load_config
 from rlkit.launchers.launcher import RunStopped, prepare, run_experiment
 from rlkit.torch.pearl_trainer import PEARLTrainer
@@ -100,6 +102,33 @@ elif what == "checkpoint":  # half the checkpoint's temporary file is on disk wh
         return original_save(obj, f, *args, **kwargs)
 
     torch.save = torn
+elif what == "datafile":  # half a buffer data file is on disk when it dies
+    original_save = torch.save
+
+    def torn(obj, f, *args, **kwargs):
+        name = str(getattr(f, "name", ""))
+        if f"{os.sep}buffers{os.sep}" in name and name.endswith(".pt.tmp") and hit():
+            data = io.BytesIO()
+            original_save(obj, data)
+            f.write(data.getvalue()[: len(data.getvalue()) // 2])
+            f.flush()
+            act()
+        return original_save(obj, f, *args, **kwargs)
+
+    torch.save = torn
+elif what in ("rename-before", "rename-after"):  # dies just before or after the rename
+    original_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        hitting = str(dst).endswith("checkpoint.pt") and hit()
+        if hitting and what == "rename-before":
+            act()
+        result = original_replace(src, dst, *args, **kwargs)
+        if hitting:
+            act()
+        return result
+
+    os.replace = replace
 launch_experiment.main(sys.argv[4:])
 """
 
@@ -111,6 +140,9 @@ CHAIN = [
     ("checkpoint", 2, "SIGKILL", -9),  # iteration 2's checkpoint, its row already written
     ("training", 2, "SIGINT", 130),  # iteration 2 again, stops after its 2nd step
     ("training", 2, "poison", 1),  # iteration 3's 1st step: QF loss inf
+    ("datafile", 1, "SIGKILL", -9),  # iteration 3's checkpoint: its first data file torn
+    ("rename-before", 1, "SIGKILL", -9),  # iteration 3's checkpoint, all its data files written
+    ("rename-after", 1, "SIGKILL", -9),  # iteration 3's checkpoint on disk, nothing cleaned
 ]
 
 
@@ -266,6 +298,15 @@ def test_resumed_run_equals_the_uninterrupted_one(runs):
     variant = json.loads((run_dir / "variant.json").read_text())
     assert variant["algo_params"]["num_iterations"] == ITERATIONS  # extended by --set
     assert not (run_dir / "checkpoint.pt.tmp").exists()  # the torn one was replaced
+    # the data folder holds the files the last checkpoint names, no other
+    checkpoint = load_checkpoint(run_dir)
+    named = {
+        f"{name}-{file:06d}.pt"
+        for name in ("replay_buffer", "enc_replay_buffer")
+        for segments in checkpoint[name]["segments"]
+        for file in segments[:, 0].tolist()
+    }
+    assert {p.name for p in (run_dir / DATA_FOLDER).iterdir()} == named
 
 
 def test_debug_log_is_appended(runs):
@@ -282,6 +323,9 @@ def test_debug_log_is_appended(runs):
         "resumed after iteration 1: continuing with iteration 2",
         "resumed in iteration 2, after 2 meta-gradient steps: continuing with iteration 2",
         "resumed after iteration 2: continuing with iteration 3",
+        "resumed after iteration 2: continuing with iteration 3",
+        "resumed after iteration 2: continuing with iteration 3",
+        "resumed after iteration 3: continuing with iteration 4",
         f"resumed after iteration {ITERATIONS - 1}: all {ITERATIONS} iterations are done",
     ]
     assert len(procs) == len(resumed) + 1
