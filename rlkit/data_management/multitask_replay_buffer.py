@@ -7,8 +7,10 @@ task, one array (tasks, chunk_len[, dim]) per field, made when a task first writ
 The arrays are anonymous memory maps: the operating system backs only the pages written, so
 memory follows the data stored (plus at most a page per task and field at a chunk's end)
 while growing never copies what is stored. `chunk_len` is chosen so that one chunk of all
-tasks spans CHUNK_BYTES of address space: most runs' buffers fit in one chunk and are sampled
-with one gather per field; larger ones gather chunk by chunk.
+tasks spans CHUNK_BYTES of address space (64 GiB, reserved without memory): a run's buffer of
+up to 20 million humanoid transitions (up to max_size per task in smaller envs) is one chunk,
+sampled with one gather per field; larger ones gather chunk by chunk. Where the system gives
+no such address space, chunks are made smaller.
 
 Persistence. The stored positions of a task are also kept as segments (file, start, length)
 in ring order, oldest first; file is PENDING for transitions added since the last save.
@@ -22,6 +24,7 @@ trajectories.
 """
 
 import mmap
+import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -31,7 +34,12 @@ import torch
 from rlkit.data_management.path import Path
 
 FIELDS = ("observations", "actions", "rewards", "sparse_rewards", "next_observations", "terminals")
-CHUNK_BYTES = 1 << 30  # address space of one chunk across all tasks and fields
+# Address space of one chunk across all tasks and fields: reserved, not memory (MAP_NORESERVE:
+# the kernel backs only the pages written), so that nearly every run's buffer is one chunk,
+# sampled with one gather per field.
+CHUNK_BYTES = 1 << 36
+MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform == "linux" else 0)
+MAP_FLAGS = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_NORESERVE
 PENDING = -1  # the file of segments not saved yet
 
 
@@ -78,16 +86,26 @@ class MultiTaskReplayBuffer:
     def _chunk(self, k: int) -> dict[str, np.ndarray]:
         """Chunk k, made (with every chunk before it) when first needed."""
         while len(self._chunks) <= k:
-            length = min(self.chunk_len, self.max_size - len(self._chunks) * self.chunk_len)
-            chunk = {}
-            for name, dim in self._dims.items():
-                shape = (len(self.tasks), length, dim) if dim else (len(self.tasks), length)
-                # zero-filled and backed by memory only where written
-                memory = mmap.mmap(-1, max(4 * int(np.prod(shape)), 1))
-                chunk[name] = np.frombuffer(memory, dtype=np.float32, count=int(np.prod(shape)))
-                chunk[name] = chunk[name].reshape(shape)
-            self._chunks.append(chunk)
+            try:
+                self._chunks.append(self._new_chunk())
+            except OSError:
+                # no such address space (strict overcommit, ulimit -v): smaller chunks, while
+                # no position is stored yet
+                if self._chunks or self.chunk_len == 1:
+                    raise
+                self.chunk_len = max(1, self.chunk_len // 8)
         return self._chunks[k]
+
+    def _new_chunk(self) -> dict[str, np.ndarray]:
+        length = min(self.chunk_len, self.max_size - len(self._chunks) * self.chunk_len)
+        chunk = {}
+        for name, dim in self._dims.items():
+            shape = (len(self.tasks), length, dim) if dim else (len(self.tasks), length)
+            count = int(np.prod(shape))
+            # zero-filled, backed by memory only where written, no swap reserved up front
+            memory = mmap.mmap(-1, max(4 * count, 1), flags=MAP_FLAGS)
+            chunk[name] = np.frombuffer(memory, dtype=np.float32, count=count).reshape(shape)
+        return chunk
 
     def _pieces(self, start: int, n: int):
         """(chunk, offset in chunk, offset in the n values, length) of positions start.. on
@@ -103,6 +121,7 @@ class MultiTaskReplayBuffer:
     def _write(self, row: int, start: int, values: dict[str, np.ndarray]) -> None:
         """values[name] (n[, dim]) into positions start, start + 1, ... of task row's ring."""
         n = len(values["rewards"])
+        self._chunk(0)  # the first chunk fixes chunk_len
         for k, offset, done, length in self._pieces(start, n):
             chunk = self._chunk(k)
             for name in FIELDS:
@@ -113,19 +132,27 @@ class MultiTaskReplayBuffer:
         k, offset = np.divmod(idx, self.chunk_len)
         rows = np.broadcast_to(rows[:, None], idx.shape)
         if len(self._chunks) == 1:
-            chunk = self._chunks[0]
-            return {name: chunk[name][rows, offset] for name in FIELDS}
+            return self._take(0, rows * self._chunks[0]["rewards"].shape[1] + offset)
         out = {
             name: np.empty(idx.shape + self._chunks[0][name].shape[2:], dtype=np.float32)
             for name in FIELDS
         }
         for chunk_index in np.unique(k):
             where = k == chunk_index
-            r, o = rows[where], offset[where]
-            chunk = self._chunks[chunk_index]
+            length = self._chunks[chunk_index]["rewards"].shape[1]
+            values = self._take(chunk_index, rows[where] * length + offset[where])
             for name in FIELDS:
-                out[name][where] = chunk[name][r, o]
+                out[name][where] = values[name]
         return out
+
+    def _take(self, k: int, flat_idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Each field of chunk k at flat indices task row * chunk length + offset (np.take on
+        the (tasks * length, dim) view: a third faster than indexing with rows and offsets)."""
+        chunk = self._chunks[k]
+        return {
+            name: np.take(chunk[name].reshape(-1, *chunk[name].shape[2:]), flat_idx, axis=0)
+            for name in FIELDS
+        }
 
     def _rows(self, tasks) -> np.ndarray:
         try:

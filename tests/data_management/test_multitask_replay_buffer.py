@@ -158,6 +158,30 @@ def test_default_chunk_spans_a_fixed_address_space():
     assert CHUNK_BYTES - 100 * humanoid.bytes_per_transition < chunk_bytes <= CHUNK_BYTES
 
 
+def test_chunks_shrink_where_the_address_space_is_refused(monkeypatch):
+    buffer = MultiTaskReplayBuffer(1000, 2, 1, tasks=[0, 1])
+    assert buffer.chunk_len == 1000
+    refusals = []
+    original = buffer._new_chunk
+
+    def new_chunk():
+        if len(refusals) < 2:
+            refusals.append(buffer.chunk_len)
+            raise OSError(12, "Cannot allocate memory")
+        return original()
+
+    monkeypatch.setattr(buffer, "_new_chunk", new_chunk)
+    buffer.add_path(1, make_path(40))
+    assert refusals == [1000, 125] and buffer.chunk_len == 15
+    assert len(buffer._chunks) == 3  # positions 0..39 in chunks of 15
+    batch = buffer.random_batch([1], 2000, np.random.default_rng(0))
+    assert set(batch["rewards"][0]) == set(range(40))
+    # once data is stored the chunk length is fixed: a refusal then is an error
+    refusals.clear()
+    with pytest.raises(OSError):
+        buffer.add_path(1, make_path(20))
+
+
 def save(buffer, files, limit=None):
     """What a checkpoint does with a buffer: its pending transitions into new files (through
     bytes, as on disk), then its bookkeeping through bytes too."""
