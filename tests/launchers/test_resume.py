@@ -89,25 +89,17 @@ if what == "collection":
     patch(MultiTaskReplayBuffer, "add_path")
 elif what == "training":
     patch(PEARLTrainer, "take_step")
-elif what == "checkpoint":  # half the checkpoint's temporary file is on disk when it dies
+elif what in ("checkpoint", "datafile"):
+    # half the checkpoint's temporary file, or a buffer data file's, is on disk when it dies
     original_save = torch.save
 
-    def torn(obj, f, *args, **kwargs):
-        if str(getattr(f, "name", "")).endswith("checkpoint.pt.tmp") and hit():
-            data = io.BytesIO()
-            original_save(obj, data)
-            f.write(data.getvalue()[: len(data.getvalue()) // 2])
-            f.flush()
-            act()
-        return original_save(obj, f, *args, **kwargs)
-
-    torch.save = torn
-elif what == "datafile":  # half a buffer data file is on disk when it dies
-    original_save = torch.save
+    def targeted(name):
+        if what == "checkpoint":
+            return name.endswith("checkpoint.pt.tmp")
+        return f"{os.sep}buffers{os.sep}" in name and name.endswith(".pt.tmp")
 
     def torn(obj, f, *args, **kwargs):
-        name = str(getattr(f, "name", ""))
-        if f"{os.sep}buffers{os.sep}" in name and name.endswith(".pt.tmp") and hit():
+        if targeted(str(getattr(f, "name", ""))) and hit():
             data = io.BytesIO()
             original_save(obj, data)
             f.write(data.getvalue()[: len(data.getvalue()) // 2])
