@@ -52,6 +52,7 @@ OBS, ACT, TASKS = 376, 17, 100
 PATH_LEN = 200  # humanoid-dir's max_path_length
 INITIAL, PRIOR, EXTRA = 2000, 400, 600  # configs/humanoid-dir.json per task
 META_BATCH, BATCH, CONTEXT = 16, 256, 256
+BYTES_PER_TRANSITION = MultiTaskReplayBuffer(1, OBS, ACT, [0]).bytes_per_transition
 
 
 def trajectory(rng: np.random.Generator, n: int = PATH_LEN) -> Trajectory:
@@ -229,7 +230,7 @@ def child_sample(millions: float, layout: str) -> dict:
     if layout == "chunks":
         rl, _, _ = filled_buffers(millions)
     elif layout == "1 GiB chunks":  # as where the system gives less address space
-        rl, _, _ = filled_buffers(millions, chunk_len=(1 << 30) // (TASKS * 3088))
+        rl, _, _ = filled_buffers(millions, chunk_len=(1 << 30) // (TASKS * BYTES_PER_TRANSITION))
     else:  # each task's data exactly in one array per field, sampled as before chunks
         rl, _, _ = filled_buffers(millions, chunk_len=per_task, max_size=per_task)
         rl._gather = gather_before_chunks(rl)
@@ -269,18 +270,18 @@ def main() -> None:
     print_machine()
     print(
         f"humanoid-dir shapes: obs {OBS}, action {ACT}, {TASKS} tasks, "
-        f"{MultiTaskReplayBuffer(1, OBS, ACT, [0]).bytes_per_transition} bytes per transition; "
+        f"{BYTES_PER_TRANSITION} bytes per transition; "
         "the checkpoint after one more iteration (5 tasks x 1,000 RL + 400 encoder transitions)"
     )
-    print(
-        "peak GB: the process's peak resident memory less what it held before the buffers "
-        "(torch, the networks), against the data stored"
-    )
-    header = (
-        f"{'M transitions':>13} {'method':>12} {'stored GB':>9} {'write s':>8} {'written MB':>11} "
-        f"{'resume s':>9} {'peak GB save':>12} {'peak GB resume':>14}"
-    )
-    print(header)
+    if args.only != "sampling":
+        print(
+            "peak GB: the process's peak resident memory less what it held before the "
+            "buffers (torch, the networks), against the data stored"
+        )
+        print(
+            f"{'M transitions':>13} {'method':>12} {'stored GB':>9} {'write s':>8} "
+            f"{'written MB':>11} {'resume s':>9} {'peak GB save':>12} {'peak GB resume':>14}"
+        )
     root = Path(tempfile.mkdtemp(prefix="checkpoint-cost-", dir=args.folder))
     try:
         for millions in args.millions if args.only != "sampling" else []:
