@@ -46,6 +46,9 @@ default_config = dict(
         recurrent=False,  # LSTM encoder over ordered trajectories instead of the MLP
         dump_eval_paths=False,  # save evaluation (and prior) trajectories as .pkl
         replay_buffer_size=1000000,  # ours: per-task capacity of each replay buffer
+        # ours: the meta-training step's context: 'encoder_buffer' (recent data, the
+        # reference), 'replay_buffer' (the whole RL buffer) or 'rl_batch' (the RL batch itself)
+        context_source="encoder_buffer",
     ),
     util_params=dict(
         base_log_dir="output",

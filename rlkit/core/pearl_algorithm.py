@@ -120,6 +120,7 @@ class PEARLAlgorithm:
         num_exp_traj_eval: int,
         dump_eval_paths: bool,
         replay_buffer_size: int,
+        context_source: str = "encoder_buffer",
         snapshot_mode: str = "last",
         snapshot_gap: int = 1,
         **_ignored,
@@ -151,6 +152,7 @@ class PEARLAlgorithm:
         self.update_post_train = update_post_train
         self.num_exp_traj_eval = num_exp_traj_eval
         self.dump_eval_paths = bool(dump_eval_paths)
+        self.context_source = context_source
         self.snapshot_mode = snapshot_mode
         self.snapshot_gap = snapshot_gap
 
@@ -250,14 +252,21 @@ class PEARLAlgorithm:
     def _to_torch(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
 
-    def sample_context(self, tasks: Sequence[int]) -> torch.Tensor:
-        """(tasks, embedding_batch_size, context_dim) from the encoder buffers; ordered whole
-        trajectories for the recurrent encoder, random transitions otherwise."""
-        buffer = self.enc_replay_buffer
+    def sample_context(
+        self, tasks: Sequence[int], buffer: MultiTaskReplayBuffer | None = None
+    ) -> torch.Tensor:
+        """(tasks, embedding_batch_size, context_dim) from `buffer` (default: the encoder
+        buffers); ordered whole trajectories for the recurrent encoder, random transitions
+        otherwise."""
+        buffer = buffer or self.enc_replay_buffer
         if self.agent.recurrent:
             batch = buffer.random_sequences(tasks, self.embedding_batch_size, self.rng)
         else:
             batch = buffer.random_batch(tasks, self.embedding_batch_size, self.rng)
+        return self._context_of(batch)
+
+    def _context_of(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
+        """The encoder's input made of a buffer batch's transitions."""
         rewards = batch["sparse_rewards"] if self.sparse_rewards else batch["rewards"]
         context = context_from(
             batch["observations"],
@@ -270,7 +279,9 @@ class PEARLAlgorithm:
 
     def sample_rl_batch(self, tasks: Sequence[int]) -> RLBatch:
         """batch_size transitions per task from the RL buffers; dense rewards always."""
-        batch = self.replay_buffer.random_batch(tasks, self.batch_size, self.rng)
+        return self._rl_batch_of(self.replay_buffer.random_batch(tasks, self.batch_size, self.rng))
+
+    def _rl_batch_of(self, batch: dict[str, np.ndarray]) -> RLBatch:
         return RLBatch(
             obs=self._to_torch(batch["observations"]),
             actions=self._to_torch(batch["actions"]),
@@ -385,13 +396,25 @@ class PEARLAlgorithm:
     def _do_training(self, indices: np.ndarray) -> None:
         """One meta-gradient step; the context is consumed in embedding_mini_batch_size
         chunks, each a full step on a fresh RL batch, with the encoder state (recurrent)
-        carried across chunks and detached between them (truncated backprop)."""
+        carried across chunks and detached between them (truncated backprop).
+
+        context_source says where the context comes from: the encoder buffers (the
+        reference), an independent sample of the RL buffers, or each chunk's RL batch itself
+        (then a chunk's context is that batch's batch_size transitions)."""
         mb = self.embedding_mini_batch_size
-        context = self.sample_context(indices)
+        context = None
+        if self.context_source == "encoder_buffer":
+            context = self.sample_context(indices)
+        elif self.context_source == "replay_buffer":
+            context = self.sample_context(indices, self.replay_buffer)
         state = None
         for i in range(self.embedding_batch_size // mb):
-            chunk = context[:, i * mb : (i + 1) * mb]
-            batch = self.sample_rl_batch(indices)
+            if context is None:
+                transitions = self.replay_buffer.random_batch(indices, self.batch_size, self.rng)
+                batch, chunk = self._rl_batch_of(transitions), self._context_of(transitions)
+            else:
+                chunk = context[:, i * mb : (i + 1) * mb]
+                batch = self.sample_rl_batch(indices)
             state, stats = self.trainer.take_step(
                 chunk, batch, state, want_stats=self._train_stats is None
             )

@@ -63,6 +63,7 @@ STRICTLY_POSITIVE_FLOATS = {
 }
 UNIT_INTERVAL = {"algo_params.discount", "algo_params.soft_target_tau"}
 SNAPSHOT_MODES = ("last", "all", "gap", "gap_and_last", "none")
+CONTEXT_SOURCES = ("encoder_buffer", "replay_buffer", "rl_batch")
 # keys whose default is None and the type they take otherwise
 OPTIONAL = {"path_to_weights": str, "util_params.seed": int}
 # what `--resume` may change: the run's length and the machine it runs on
@@ -282,6 +283,17 @@ def validate(variant: dict, where: str) -> None:
         )
     if algo["max_path_length"] > algo["replay_buffer_size"]:
         raise ConfigError(f"{where}: algo_params.replay_buffer_size is below max_path_length")
+    source = algo["context_source"]
+    if source not in CONTEXT_SOURCES:
+        raise ConfigError(
+            f"{where}: algo_params.context_source must be one of {', '.join(CONTEXT_SOURCES)}, "
+            f"got '{source}'"
+        )
+    if source == "rl_batch" and algo["recurrent"]:
+        raise ConfigError(
+            f"{where}: algo_params.context_source 'rl_batch' needs the MLP encoder: the RL "
+            "batch is unordered transitions and the recurrent encoder reads whole trajectories"
+        )
     mode = variant["util_params"]["snapshot_mode"]
     if mode not in SNAPSHOT_MODES:
         raise ConfigError(
