@@ -3,7 +3,9 @@
 This module owns reading finished (or running) run folders, output/<env_name>/<timestamp>/ with
 progress.csv and variant.json, pooling the runs that share a config (they differ only in seed
 and machine settings), and drawing one line per config: the mean over its runs against the
-environment steps, with the min-max over runs shaded. It draws with the Agg backend (no display).
+environment steps, with the min-max over runs shaded, or (`--band ci`) the 95% confidence
+interval of the mean from a stratified bootstrap over the runs (rlkit.stats, rliable's
+statistics). It draws with the Agg backend (no display).
 """
 
 import argparse
@@ -20,6 +22,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
+from rlkit.stats import StatisticsUnavailable, curve_interval
+
 X_COLUMN = "Number of env steps total"
 DEFAULT_KEY = "AverageReturn_all_test_tasks"
 # util_params that say where and how a run ran, not what it learned
@@ -30,6 +34,10 @@ COLUMN_LABELS = {
     "AverageTrainReturn_all_train_tasks": "average return, train tasks (posterior from buffer)",
 }
 USAGE_ERROR = 2
+BANDS = {
+    "minmax": "min to max over seeds",
+    "ci": "95% bootstrap confidence interval of the mean",
+}
 
 
 class PlotError(Exception):
@@ -161,8 +169,9 @@ def check_column(runs: list[Run], name: str) -> None:
             raise PlotError(f"no column '{name}' in {run.path / 'progress.csv'}; {hint}")
 
 
-def pool(group: Group, key: str, label: str) -> Curve:
-    """Mean and min-max of `key` over the group's runs, on the iterations all of them have.
+def pool(group: Group, key: str, label: str, band: str = "minmax") -> Curve:
+    """Mean of `key` over the group's runs, on the iterations all of them have, and its band:
+    min-max over the runs, or the mean's 95% bootstrap confidence interval (`band` 'ci').
 
     Runs of different lengths are cut to the shortest, with a warning on stderr. The x value
     of an iteration is the mean env-step count over the runs (the same for runs of one config).
@@ -177,22 +186,37 @@ def pool(group: Group, key: str, label: str) -> Curve:
         )
     values = np.stack([run.column(key)[:common] for run in group.runs])
     steps = np.stack([run.column(X_COLUMN)[:common] for run in group.runs])
+    if band == "ci":
+        try:
+            low, high = curve_interval(values)
+        except StatisticsUnavailable as err:
+            raise PlotError(str(err)) from None
+    else:
+        low, high = values.min(axis=0), values.max(axis=0)
     return Curve(
         label=label,
         steps=steps.mean(axis=0),
         mean=values.mean(axis=0),
-        low=values.min(axis=0),
-        high=values.max(axis=0),
+        low=low,
+        high=high,
         n_runs=len(group.runs),
     )
 
 
-def plot_curves(groups: list[Group], key: str, out_path: str | Path) -> Figure:
-    """Draw one mean line (and min-max band) per group, save it to out_path, return the figure."""
+def plot_curves(
+    groups: list[Group],
+    key: str,
+    out_path: str | Path,
+    band: str = "minmax",
+    labels: list[str] | None = None,
+) -> Figure:
+    """Draw one mean line (and its band, BANDS) per group, labelled `labels` (default: the
+    settings that differ), save it to out_path, return the figure."""
     runs = [run for group in groups for run in group.runs]
     check_column(runs, X_COLUMN)
     check_column(runs, key)
-    curves = [pool(g, key, label) for g, label in zip(groups, group_labels(groups), strict=True)]
+    labels = labels or group_labels(groups)
+    curves = [pool(g, key, label, band) for g, label in zip(groups, labels, strict=True)]
     fig = Figure(figsize=(8, 5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -203,7 +227,7 @@ def plot_curves(groups: list[Group], key: str, out_path: str | Path) -> Figure:
     ax.xaxis.set_major_formatter(EngFormatter())
     ax.set_xlabel("environment steps")
     ax.set_ylabel(COLUMN_LABELS.get(key, key))
-    ax.set_title("mean over seeds; shaded: min to max over seeds")
+    ax.set_title(f"mean over seeds; shaded: {BANDS[band]}")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.savefig(out_path, dpi=120)
@@ -227,12 +251,20 @@ def check_out_path(out_path: Path) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m rlkit.plot",
-        description="Plot learning curves; runs of the same config are pooled (mean, min-max).",
+        description="Plot learning curves; runs of the same config are pooled (mean, and "
+        "min-max or a 95%% confidence interval).",
     )
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="output/<env>/<time>/")
     parser.add_argument("-o", "--out", type=Path, help="image file (default RUN_DIR/<key>.png)")
     parser.add_argument(
         "--key", default=DEFAULT_KEY, help=f"progress.csv column to plot (default {DEFAULT_KEY})"
+    )
+    parser.add_argument(
+        "--band",
+        choices=tuple(BANDS),
+        default="minmax",
+        help="shaded band: min-max over seeds (default), or the mean's 95%% stratified-"
+        "bootstrap confidence interval (needs rliable: the sweep extra)",
     )
     return parser.parse_args(argv)
 
@@ -244,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runs = load_runs(args.run_dirs)
         check_out_path(out_path)
-        plot_curves(group_runs(runs), args.key, out_path)
+        plot_curves(group_runs(runs), args.key, out_path, args.band)
     except PlotError as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_ERROR

@@ -185,6 +185,24 @@ def _drop_foreign_env_defaults(variant: dict, given) -> None:
             variant["env_params"].pop(key, None)
 
 
+def parse_value(raw: str):
+    """A command-line VALUE: JSON when it parses, else the string itself."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def set_key(variant: dict, key: str, value, where: str) -> None:
+    """Set the dotted `key` to `value`, checked as a config file's entry would be."""
+    nested = value
+    for part in reversed(key.split(".")):
+        if not part:
+            raise ConfigError(f"{where}: empty key component in '{key}'")
+        nested = {part: nested}
+    merge_into(variant, nested, where)
+
+
 def apply_override(variant: dict, expression: str) -> None:
     """`--set a.b=VALUE`: VALUE parsed as JSON when it parses, else taken as a string."""
     where = f"--set {expression}"
@@ -192,16 +210,7 @@ def apply_override(variant: dict, expression: str) -> None:
     key = key.strip()
     if not sep or not key:
         raise ConfigError(f"{where}: expected KEY=VALUE, e.g. algo_params.num_iterations=3")
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
-    nested = value
-    for part in reversed(key.split(".")):
-        if not part:
-            raise ConfigError(f"{where}: empty key component in '{key}'")
-        nested = {part: nested}
-    merge_into(variant, nested, where)
+    set_key(variant, key, parse_value(raw), where)
 
 
 def load_run_config(run_dir: str) -> tuple[dict, str]:

@@ -247,15 +247,18 @@ def stop_on_ctrl_c(algorithm: PEARLAlgorithm):
             signal.signal(number, handler)
 
 
-def open_run(variant: dict, resume_dir: Path | None) -> RunLogger:
-    """The logger of a new run folder, or of the resumed one; ConfigError when the folder
-    cannot be written (before any training)."""
+def open_run(variant: dict, resume_dir: Path | None, new_dir: Path | None = None) -> RunLogger:
+    """The logger of a new run folder (`new_dir`, else a new one under base_log_dir), or of
+    the resumed one; ConfigError when the folder cannot be written (before any training)."""
     util = variant["util_params"]
     try:
-        if resume_dir is None:
-            run_dir = create_run_dir(util["base_log_dir"], variant["env_name"], debug=util["debug"])
-        else:
+        if resume_dir is not None:
             run_dir = resume_dir
+        elif new_dir is not None:
+            run_dir = Path(new_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            run_dir = create_run_dir(util["base_log_dir"], variant["env_name"], debug=util["debug"])
         logger = RunLogger(run_dir)
         logger.save_variant(variant)
         if resume_dir is None:
@@ -303,12 +306,15 @@ def _log_resume(logger: RunLogger, algorithm: PEARLAlgorithm, checkpoint: dict |
 
 
 def run_experiment(
-    variant: dict, resume_dir: Path | None = None, checkpoint: dict | None = None
+    variant: dict,
+    resume_dir: Path | None = None,
+    checkpoint: dict | None = None,
+    new_dir: Path | None = None,
 ) -> Path:
     """Train PEARL as configured; returns the run folder. With `resume_dir`, continue that run
     from `checkpoint` (prepare_resume), or from the beginning when it has none; the checkpoint
     is let go once restored (pass it as an expression, not a variable kept alive: its buffers
-    can be large).
+    can be large). A new run writes into `new_dir` when given (a sweep's trial folder).
 
     ConfigError: the folder cannot be written, or the checkpoint does not fit the run (nothing
     trained yet). RunStopped: a loss diverged, or Ctrl-C; a checkpoint of the last good state
@@ -324,7 +330,7 @@ def run_experiment(
 
     os.environ["DEBUG"] = str(int(util["debug"]))
     resume_dir = Path(resume_dir) if resume_dir is not None else None
-    logger = open_run(variant, resume_dir)
+    logger = open_run(variant, resume_dir, new_dir)
     run_dir = logger.run_dir
     logger.log(f"run folder: {run_dir}")
     logger.log(f"device: {device}, seed: {util['seed']}")
