@@ -181,3 +181,16 @@ def online_return_pickles(run_dir: Path) -> dict[str, bytes]:
         assert array.dtype == np.float64 and array.shape == (len(values),), name
         assert array.tolist() == values, name  # the same floats, exactly
     return contents
+
+
+def band_edges(band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The x values of a fill_between band and its lower and upper y at each, sorted by x.
+
+    fill_between's polygon runs along one edge and back along the other, with extra vertices
+    at the ends and a closing one; grouping its vertices by x and taking the least and the
+    greatest y of each group gives the two edges whatever those extras are.
+    """
+    vertices = band.get_paths()[0].vertices
+    xs = np.unique(vertices[:, 0])
+    at_x = [vertices[vertices[:, 0] == x, 1] for x in xs]
+    return xs, np.array([ys.min() for ys in at_x]), np.array([ys.max() for ys in at_x])

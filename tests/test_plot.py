@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_child
+from conftest import band_edges, run_child
 from matplotlib.image import imread
 from matplotlib.ticker import EngFormatter
 
@@ -102,19 +102,6 @@ def test_only_seed_and_machine_settings_are_ignored(tmp_path, change, pooled):
     second = write_run(tmp_path / "second", [1.0, 2.0], **{"util_params.seed": 7, **change})
     groups = group_runs([load_run(first), load_run(second)])
     assert len(groups) == (1 if pooled else 2)
-
-
-def band_edges(band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The x values of a fill_between band and its lower and upper y at each, sorted by x.
-
-    fill_between's polygon runs along one edge and back along the other, with extra vertices
-    at the ends and a closing one; grouping its vertices by x and taking the least and the
-    greatest y of each group gives the two edges whatever those extras are.
-    """
-    vertices = band.get_paths()[0].vertices
-    xs = np.unique(vertices[:, 0])
-    at_x = [vertices[vertices[:, 0] == x, 1] for x in xs]
-    return xs, np.array([ys.min() for ys in at_x]), np.array([ys.max() for ys in at_x])
 
 
 def test_lines_are_the_mean_over_seeds_and_bands_the_min_max(experiment):
