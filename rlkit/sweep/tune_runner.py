@@ -268,6 +268,7 @@ def run_tune(
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 max_concurrent_trials=max_concurrent,
+                reuse_actors=True,
                 trial_dirname_creator=lambda t: t.config["trial"]["name"],
                 trial_name_creator=lambda t: t.config["trial"]["name"],
             ),
