@@ -108,7 +108,7 @@ def plan(args: argparse.Namespace) -> tuple[Path, dict]:
                 f"--resume: a resumed sweep keeps its own settings ({sweep_dir / SWEEP_FILE}): "
                 "give no --grid, --seeds or --set"
             )
-        return sweep_dir, read_sweep_file(sweep_dir)
+        return sweep_dir, read_sweep_file(sweep_dir, "--resume")
     if (sweep_dir / SWEEP_FILE).exists():
         raise ConfigError(
             f"--name {name}: a sweep of that name is in {sweep_dir.parent}: "

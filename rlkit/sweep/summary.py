@@ -15,20 +15,10 @@ from pathlib import Path
 from rlkit.launchers.config import ConfigError
 from rlkit.plot import X_COLUMN, Group, PlotError, Run, check_column, load_run, plot_curves
 from rlkit.stats import final_estimates
-from rlkit.sweep.tune_runner import SWEEP_FILE
+from rlkit.sweep.tune_runner import read_sweep_file
 
 SUMMARY_FILE = "summary.csv"
 STATISTICS = ("mean", "mean_ci_low", "mean_ci_high", "iqm", "iqm_ci_low", "iqm_ci_high")
-
-
-def read_record(sweep_dir: Path) -> dict:
-    path = sweep_dir / SWEEP_FILE
-    if not path.is_file():
-        raise ConfigError(f"{sweep_dir}: not a sweep folder (it has no {SWEEP_FILE})")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{path}: not readable ({err})") from None
 
 
 def _runs_of(sweep_dir: Path, trials: list[dict]) -> list[tuple[dict, Run | None]]:
@@ -55,7 +45,7 @@ def summarize(
     """Write summary.csv (and the curves, once a seed is done) for `metric` (default: the
     sweep's); returns their paths and the rows."""
     sweep_dir = Path(sweep_dir)
-    record = read_record(sweep_dir)
+    record = read_sweep_file(sweep_dir, "--summarize")
     metric = metric or record["spec"]["metric"]
     grid_keys = list(record["spec"]["grid"])
     settings: dict[str, list[tuple[dict, Run | None]]] = {}

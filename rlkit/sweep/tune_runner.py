@@ -222,10 +222,12 @@ def write_sweep_file(sweep_dir: Path, record: dict) -> None:
     atomic_write(sweep_dir / SWEEP_FILE, lambda f: f.write(text))
 
 
-def read_sweep_file(sweep_dir: Path) -> dict:
-    path = sweep_dir / SWEEP_FILE
+def read_sweep_file(sweep_dir: Path, option: str) -> dict:
+    """The record sweep.py wrote in `sweep_dir`; ConfigError naming `option` when it is not
+    a sweep folder."""
+    path = Path(sweep_dir) / SWEEP_FILE
     if not path.is_file():
-        raise ConfigError(f"--resume: no sweep in {sweep_dir} (it has no {SWEEP_FILE})")
+        raise ConfigError(f"{option} {sweep_dir}: not a sweep folder (it has no {SWEEP_FILE})")
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:

@@ -149,7 +149,7 @@ def plan_error(tmp_path, capsys, *argv) -> str:
         ([CONFIG, "--cpus-per-trial", "0"], "--cpus-per-trial must be positive"),
         ([CONFIG, "--max-failures", "-1"], "--max-failures must not be negative"),
         ([CONFIG, "--gpus-per-trial", "1.5"], "above 1 must be whole"),
-        (["--resume", "--name", "never-ran"], "no sweep in"),
+        (["--resume", "--name", "never-ran"], "never-ran: not a sweep folder"),
         (["--resume"], "--resume needs --name NAME"),
         ([CONFIG, "--resume", "--seeds", "3"], "keeps its own settings"),
         ([CONFIG, "--address", "127.0.0.1:1"], "no Ray cluster answers there"),
