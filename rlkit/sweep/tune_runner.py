@@ -47,25 +47,52 @@ def _die_with_parent() -> None:
 
 
 class ProgressReader:
-    """The rows of a growing progress.csv, each once, as floats where they parse. A resumed
-    run first cuts the file back to its checkpoint; rows it writes again at indices already
-    read are the same rows (an exact resume), so reading goes on from the last row read."""
+    """The rows of a growing progress.csv, each once, as floats where they parse; it reads
+    only what was appended since the last call. A resumed run first cuts the file back to its
+    checkpoint and writes those iterations again: when the line read last is no longer where
+    it was, reading starts over from the top, skipping the rows already returned (an exact
+    resume writes the same rows, time columns aside)."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.rows_read = 0
+        self.rows_read = 0  # rows returned so far
+        self._offset = 0  # bytes of the file consumed
+        self._last_line = b""  # the last line consumed, to notice a cut-back file
+        self._header: list[str] | None = None
+        self._rows_in_file = 0
+
+    def _still_in_place(self, f) -> bool:
+        if not self._last_line:
+            return True
+        f.seek(self._offset - len(self._last_line))
+        return f.read(len(self._last_line)) == self._last_line
 
     def new_rows(self) -> list[dict]:
-        if not self.path.is_file():
+        try:
+            f = open(self.path, "rb")
+        except FileNotFoundError:
             return []
-        with open(self.path, newline="") as f:
-            lines = f.read().splitlines(keepends=True)
-        if lines and not lines[-1].endswith("\n"):
-            lines.pop()  # a row being written
-        rows = list(csv.DictReader(lines))
-        fresh = rows[self.rows_read :]
-        self.rows_read = max(self.rows_read, len(rows))
-        return [{key: _number(value) for key, value in row.items()} for row in fresh]
+        with f:
+            if not self._still_in_place(f):
+                self._offset, self._last_line, self._header, self._rows_in_file = 0, b"", None, 0
+            f.seek(self._offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1  # complete lines only: the last may be being written
+        if end == 0:
+            return []
+        lines = data[:end].splitlines(keepends=True)
+        self._offset += end
+        self._last_line = lines[-1]
+        rows = []
+        for values in csv.reader(line.decode() for line in lines):
+            if self._header is None:
+                self._header = values
+                continue
+            self._rows_in_file += 1
+            if self._rows_in_file > self.rows_read:
+                rows.append({k: _number(v) for k, v in zip(self._header, values, strict=True)})
+        self.rows_read = max(self.rows_read, self._rows_in_file)
+        return rows
 
 
 def _number(text: str):
