@@ -1,7 +1,8 @@
 """Sweeps on a local Ray instance, end to end: a two-trial sweep writes two ordinary run
 folders equal to launch_experiment.py's and a summary; a trial whose process is killed is
 retried and continues from its checkpoint; a sweep whose driver (and Ray with it) is killed
-goes on with --resume without running its finished trial again.
+goes on with --resume without running its finished trial again; a trial whose driver is
+killed ends a moment later rather than running on.
 
 All the sweeps here run the same tiny point-robot config, so every trial's progress.csv is
 compared with a plain run of its seed.
@@ -162,10 +163,14 @@ def test_a_killed_sweep_goes_on_with_resume(storage, plain):
         )
         assert row_count(second) < ITERATIONS
     finally:
-        os.killpg(driver.pid, signal.SIGKILL)  # the driver, and the Ray it started
+        # the whole machine lost: the driver, the Ray it started, and the trial at once (left
+        # to itself the trial would end a moment after Ray's worker, maybe finished by then)
+        os.killpg(driver.pid, signal.SIGKILL)
+        for pid in trial_processes(sweep_dir):
+            os.kill(pid, signal.SIGKILL)
         driver.wait()
     wait_for(lambda: not trial_processes(sweep_dir), "the trial processes to end", 60)
-    assert row_count(second) < ITERATIONS  # Ray's end stopped it before it finished
+    assert row_count(second) < ITERATIONS
     finished = {name: (first / name).read_bytes() for name in ("progress.csv", "debug.log")}
     result = run_child(
         ["sweep.py", "--resume", "--name", "driver", "--storage", storage], limit_s=LIMIT_S
@@ -180,3 +185,18 @@ def test_a_killed_sweep_goes_on_with_resume(storage, plain):
     with open(sweep_dir / "summary.csv", newline="") as f:
         (summary,) = csv.DictReader(f)
     assert summary["seeds_done"] == "2"
+
+
+def test_a_trial_ends_soon_after_its_driver_is_killed(storage):
+    """No orphan goes on writing a run folder that a --resume will take over."""
+    long_run = [*overrides(storage), "algo_params.num_iterations=1000"]
+    args = ["sweep.py", CONFIG, "--name", "orphan", "--storage", storage, "--seeds", "0"]
+    driver = start_sweep([*args, "--set", *long_run])
+    run_dir = storage / "orphan" / "seed=0"
+    try:
+        wait_for(lambda: row_count(run_dir) >= 1, "the trial's first iteration")
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started, not the trial
+        driver.wait()
+    wait_for(lambda: not trial_processes(run_dir), "the trial process to end", 60)
+    assert row_count(run_dir) < 1000
