@@ -64,19 +64,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--address", help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:PORT"
     )
-    parser.add_argument("--cpus-per-trial", type=float, default=1.0, help="default 1")
-    parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="may be a fraction")
+    parser.add_argument("--cpus-per-trial", type=float, help="default 1")
+    parser.add_argument("--gpus-per-trial", type=float, help="may be a fraction (default 0)")
     parser.add_argument("--max-concurrent", type=int, help="trials at once (default: all fit)")
-    parser.add_argument(
-        "--max-failures", type=int, default=2, help="retries of a failed trial (default 2)"
-    )
+    parser.add_argument("--max-failures", type=int, help="retries of a failed trial (default 2)")
     parser.add_argument("--metric", help="progress.csv column to summarize (default: the sweep's)")
     parser.add_argument("--resume", action="store_true", help="go on with the sweep NAME")
     parser.add_argument("--summarize", metavar="SWEEP_DIR", help="write the summary and exit")
     return parser.parse_args(argv)
 
 
+# how the trials run: kept in sweep.json, so that a --resume runs them as before
+RUN_OPTIONS = {
+    "cpus_per_trial": 1.0,
+    "gpus_per_trial": 0.0,
+    "max_concurrent": None,
+    "max_failures": 2,
+}
+
+
+def option_name(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
 def check_numbers(args: argparse.Namespace) -> None:
+    """Fill in the defaults of the trials' run options and check them (not for --resume)."""
+    for key, default in RUN_OPTIONS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, default)
     if not args.cpus_per_trial > 0:
         raise ConfigError(f"--cpus-per-trial must be positive, got {args.cpus_per_trial:g}")
     if not args.gpus_per_trial >= 0:
@@ -103,12 +118,20 @@ def plan(args: argparse.Namespace) -> tuple[Path, dict]:
         raise ConfigError(f"--name {name}: use letters, digits and . _ = + - only")
     sweep_dir = Path(args.storage).absolute() / name
     if args.resume:
-        if args.grid or args.seeds or args.sets:
+        plan_options = {"--grid": args.grid, "--seeds": args.seeds, "--set": args.sets}
+        given = [option for option, value in plan_options.items() if value]
+        given += ["--metric"] * bool(args.metric)
+        given += [option_name(key) for key in RUN_OPTIONS if getattr(args, key) is not None]
+        if given:
             raise ConfigError(
                 f"--resume: a resumed sweep keeps its own settings ({sweep_dir / SWEEP_FILE}): "
-                "give no --grid, --seeds or --set"
+                f"give no {', '.join(given)}"
             )
-        return sweep_dir, read_sweep_file(sweep_dir, "--resume")
+        record = read_sweep_file(sweep_dir, "--resume")
+        for key, default in RUN_OPTIONS.items():  # sweeps written before these were kept
+            setattr(args, key, record.get("run_options", {}).get(key, default))
+        return sweep_dir, record
+    check_numbers(args)
     if (sweep_dir / SWEEP_FILE).exists():
         raise ConfigError(
             f"--name {name}: a sweep of that name is in {sweep_dir.parent}: "
@@ -135,6 +158,7 @@ def plan(args: argparse.Namespace) -> tuple[Path, dict]:
         "name": name,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "spec": spec.to_json(),
+        "run_options": {key: getattr(args, key) for key in RUN_OPTIONS},
         "trials": [asdict(trial) for trial in trials],
     }
     return sweep_dir, record
@@ -164,7 +188,6 @@ def main(argv: list[str] | None = None) -> int:
                 summary, image, rows = summarize(args.summarize, args.metric)
                 print_summary(rows, summary, image)
                 return 0
-            check_numbers(args)
             sweep_dir, record = plan(args)
             return run(args, sweep_dir, record)
         except StatisticsUnavailable as err:

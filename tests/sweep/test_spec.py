@@ -9,6 +9,7 @@ from conftest import run_child
 import sweep
 from rlkit.launchers.config import ConfigError
 from rlkit.sweep.spec import SweepSpec, expand, parse_grid, read_sweep_file
+from rlkit.sweep.tune_runner import write_sweep_file
 
 CONFIG = "configs/point-robot-quick.json"
 
@@ -152,6 +153,7 @@ def plan_error(tmp_path, capsys, *argv) -> str:
         (["--resume", "--name", "never-ran"], "never-ran: not a sweep folder"),
         (["--resume"], "--resume needs --name NAME"),
         ([CONFIG, "--resume", "--seeds", "3"], "keeps its own settings"),
+        (["--resume", "--name", "x", "--cpus-per-trial", "2"], "give no --cpus-per-trial"),
         ([CONFIG, "--address", "127.0.0.1:1"], "no Ray cluster answers there"),
         ([CONFIG, "--address", "nowhere"], "expected auto, HOST:PORT"),
         (["--summarize", "output/no-such-sweep"], "not a sweep folder"),
@@ -179,6 +181,18 @@ def test_an_existing_sweep_is_not_overwritten(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "go on with it with --resume" in err
     assert (existing / "sweep.json").read_text() == "{}"
+
+
+def test_a_resumed_sweep_runs_its_trials_as_before(tmp_path):
+    storage = str(tmp_path)
+    options = ["--storage", storage, "--cpus-per-trial", "2", "--max-failures", "0"]
+    sweep_dir, record = sweep.plan(sweep.parse_args([CONFIG, *options]))
+    expected = {"cpus_per_trial": 2.0, "gpus_per_trial": 0.0, "max_concurrent": None}
+    assert record["run_options"] == {**expected, "max_failures": 0}
+    write_sweep_file(sweep_dir, record)
+    args = sweep.parse_args(["--resume", "--name", sweep_dir.name, "--storage", storage])
+    assert sweep.plan(args) == (sweep_dir, record)
+    assert (args.cpus_per_trial, args.max_failures, args.max_concurrent) == (2.0, 0, None)
 
 
 def test_the_command_line_exits_2_without_a_traceback():
