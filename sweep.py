@@ -87,7 +87,7 @@ def option_name(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def check_numbers(args: argparse.Namespace) -> None:
+def check_run_options(args: argparse.Namespace) -> None:
     """Fill in the defaults of the trials' run options and check them (not for --resume)."""
     for key, default in RUN_OPTIONS.items():
         if getattr(args, key) is None:
@@ -128,10 +128,10 @@ def plan(args: argparse.Namespace) -> tuple[Path, dict]:
                 f"give no {', '.join(given)}"
             )
         record = read_sweep_file(sweep_dir, "--resume")
-        for key, default in RUN_OPTIONS.items():  # sweeps written before these were kept
+        for key, default in RUN_OPTIONS.items():  # a sweep.json written before run_options were kept
             setattr(args, key, record.get("run_options", {}).get(key, default))
         return sweep_dir, record
-    check_numbers(args)
+    check_run_options(args)
     if (sweep_dir / SWEEP_FILE).exists():
         raise ConfigError(
             f"--name {name}: a sweep of that name is in {sweep_dir.parent}: "
