@@ -128,7 +128,7 @@ def plan(args: argparse.Namespace) -> tuple[Path, dict]:
                 f"give no {', '.join(given)}"
             )
         record = read_sweep_file(sweep_dir, "--resume")
-        for key, default in RUN_OPTIONS.items():  # a sweep.json written before run_options were kept
+        for key, default in RUN_OPTIONS.items():  # also a sweep.json without run_options
             setattr(args, key, record.get("run_options", {}).get(key, default))
         return sweep_dir, record
     check_run_options(args)
