@@ -18,8 +18,9 @@ from rlkit.launchers.config import (
 DOCKER_HELP = """Running in Docker: build the image from docker/Dockerfile and run the same command
 inside it with the GPUs and output/ mounted, for example:
   docker build -t pearl -f docker/Dockerfile .
-  docker run --gpus all -v "$PWD/output:/pearl/output" pearl \\
-      python launch_experiment.py configs/cheetah-vel.json"""
+  docker run --rm --gpus all --user "$(id -u):$(id -g)" -v "$PWD/output:/pearl/output" \\
+      pearl python launch_experiment.py configs/cheetah-vel.json
+More (sweeps on GPUs, build arguments): docs/docker.md"""
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
