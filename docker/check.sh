@@ -2,8 +2,8 @@
 # Build docker/Dockerfile on a machine that cannot reach Docker Hub, and use the image for real:
 # a 2-iteration point-robot run into a mounted output folder, sim_policy.py --video on a
 # 1-iteration half-cheetah run (the mp4 decoded), and the test suite. Prints the image size and
-# each step's time. Not part of CI (it downloads about 1 GB and takes about half an hour on 2
-# cores); docs/docker.md says what it showed.
+# each step's time. Not part of CI (it downloads about 1 GB and takes about 11 minutes on 2
+# cores, a minute more when it makes the base); docs/docker.md says what it showed.
 #
 # Needs root, Debian's docker.io and debootstrap, and the package registries (PyPI, Debian).
 #   sudo bash docker/check.sh
