@@ -2,7 +2,7 @@
 # Build docker/Dockerfile on a machine that cannot reach Docker Hub, and use the image for real:
 # a 2-iteration point-robot run into a mounted output folder, sim_policy.py --video on a
 # 1-iteration half-cheetah run (the mp4 decoded), and the test suite. Prints the image size and
-# each step's time. Not part of CI (it downloads about 1 GB and takes about 11 minutes on 2
+# each step's time. Not part of CI (it downloads about 1 GB and takes 7 to 11 minutes on 2
 # cores, a minute more when it makes the base); docs/docker.md says what it showed.
 #
 # Needs root, Debian's docker.io and debootstrap, and the package registries (PyPI, Debian).
@@ -21,6 +21,8 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 PORT=${PORT:-8765}
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 WORK=$(mktemp -d /tmp/pearl-docker-check.XXXXXX)
+# every container here uses the host's network (dockerd runs with --bridge=none)
+in_container=(docker run --rm --network host)
 
 step_start=0
 step() {
@@ -64,7 +66,7 @@ else
         --change "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt" - "$BASE" >/dev/null
     rm -rf "$rootfs"
 fi
-docker run --rm --network host "$BASE" python3 --version
+"${in_container[@]}" "$BASE" python3 --version
 took
 
 step "build $IMAGE (torch from $WHEELS)"
@@ -79,7 +81,7 @@ docker build --network host -f docker/Dockerfile -t "$IMAGE" \
         fail "docker build failed: $WORK/build.log"
     }
 kill $server
-docker run --rm "$IMAGE" python -c \
+"${in_container[@]}" "$IMAGE" python -c \
     'import torch, mujoco, ray; print("torch", torch.__version__, "mujoco", mujoco.__version__, "ray", ray.__version__)'
 echo "image size: $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.2f GB", $1 / 1e9}')"
 took
@@ -88,7 +90,7 @@ took
 out="$WORK/output"
 mkdir -p "$out"
 chown 1000:1000 "$out"
-run() { docker run --rm --network host -v "$out:/pearl/output" "$IMAGE" "$@"; }
+run() { "${in_container[@]}" -v "$out:/pearl/output" "$IMAGE" "$@"; }
 sets() { for expression in "$@"; do printf -- '--set\n%s\n' "$expression"; done; }
 
 step "point robot, 2 iterations, into the mounted output/"
@@ -117,8 +119,8 @@ small=(net_size=32 n_train_tasks=4 n_eval_tasks=2 env_params.n_tasks=6
 mapfile -t small < <(sets "${small[@]}")
 run python launch_experiment.py configs/cheetah-vel.json "${small[@]}" \
     >"$WORK/cheetah.log" 2>&1 || fail "the cheetah run failed: $WORK/cheetah.log"
-cheetah=$(ls -d "$out"/cheetah-vel/*/)
-run python sim_policy.py "/pearl/output/cheetah-vel/$(basename "$cheetah")" --num_trajs 1 --video \
+cheetah=/pearl/output/cheetah-vel/$(basename "$(ls -d "$out"/cheetah-vel/*/)")  # as the container sees it
+run python sim_policy.py "$cheetah" --num_trajs 1 --video \
     >"$WORK/video.log" 2>&1 || fail "sim_policy.py --video failed: $WORK/video.log"
 tail -2 "$WORK/video.log"
 run python -c '
@@ -126,11 +128,11 @@ import sys, imageio.v3 as iio
 frames = iio.imread(sys.argv[1], plugin="FFMPEG")
 print(f"{sys.argv[1]}: {frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]}, "
       f"mean pixel {frames.mean():.1f} (0: black)")
-' "/pearl/output/cheetah-vel/$(basename "$cheetah")/sim_video.mp4"
+' "$cheetah/sim_video.mp4"
 took
 
 step "the test suite in the container (pytest -n 2)"
-docker run --rm --network host --shm-size=2g "$IMAGE" \
+"${in_container[@]}" --shm-size=2g "$IMAGE" \
     python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -p no:cacheprovider \
     >"$WORK/tests.log" 2>&1 || {
     tail -30 "$WORK/tests.log"

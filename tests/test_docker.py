@@ -19,10 +19,10 @@ def test_the_image_pins_the_torch_make_installs():
 
 
 def test_the_image_installs_extras_the_project_has():
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    extras = extras["optional-dependencies"]
-    assert set(build_arg("EXTRAS").split(",")) <= set(extras)
-    assert {"sweep", "test"} <= set(build_arg("EXTRAS").split(","))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    installed = set(build_arg("EXTRAS").split(","))
+    assert installed <= set(project["optional-dependencies"])
+    assert {"sweep", "test"} <= installed
 
 
 def test_the_build_context_leaves_out_runs_the_venv_and_history():
