@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlkit.core.checkpoint import TMP_SUFFIX, atomic_pickle_dump, atomic_torch_save
+from rlkit.core.checkpoint import TMP_SUFFIX, atomic_pickle_dump, atomic_torch_save, atomic_write
 
 PROGRESS = "progress.csv"
 ONLINE_RETURNS = "online_returns.jsonl"
@@ -53,6 +53,11 @@ def library_versions() -> dict[str, str]:
         "gymnasium": gymnasium.__version__,
         "metaworld": version("metaworld"),
     }
+
+
+def _save_json(obj, path: Path) -> None:
+    text = json.dumps(obj, indent=2).encode()
+    atomic_write(path, lambda f: f.write(text))
 
 
 def create_run_dir(base_log_dir: str, env_name: str, debug: bool = False) -> Path:
@@ -92,12 +97,12 @@ class RunLogger:
             print(line, file=sys.stdout, flush=True)
 
     def save_variant(self, variant: dict) -> None:
-        with open(self.run_dir / "variant.json", "w") as f:
-            json.dump(variant, f, indent=2)
+        """variant.json, written at every start, retry and resume: atomically, since a run
+        killed halfway through a plain rewrite would leave a file no resume can read."""
+        _save_json(variant, self.run_dir / "variant.json")
 
     def save_versions(self) -> None:
-        with open(self.run_dir / "versions.json", "w") as f:
-            json.dump(library_versions(), f, indent=2)
+        _save_json(library_versions(), self.run_dir / "versions.json")
 
     def position(self) -> dict:
         """The progress.csv columns and the byte lengths of the growing files, made durable

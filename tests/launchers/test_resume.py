@@ -1,8 +1,8 @@
 """Seeds, kills and resumes through the command line.
 
 One run is killed (SIGKILL) during collection, during training, while writing its
-checkpoint, while writing a buffer data file and just before and just after renaming the
-checkpoint into place, stopped by Ctrl-C (SIGINT) between two steps and by a NaN loss, and
+checkpoint, while writing a buffer data file, just before and just after renaming the
+checkpoint into place and while a resume rewrites its variant.json, stopped by Ctrl-C (SIGINT) between two steps and by a NaN loss, and
 resumed with `--resume` after each; its progress.csv must end with every iteration exactly
 once and equal to an uninterrupted run with the same seed (time columns aside). The kills are placed
 deterministically by a wrapper script that patches the library in its own process only.
@@ -121,6 +121,35 @@ elif what in ("rename-before", "rename-after"):  # dies just before or after the
         return result
 
     os.replace = replace
+elif what == "variant":  # half of variant.json (or of its temporary file) written when it dies
+    import builtins
+
+    original_open = builtins.open
+
+    class Torn:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[: max(1, len(data) // 2)])
+            self.f.flush()
+            act()
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+    def opening(file, mode="r", *args, **kwargs):
+        f = original_open(file, mode, *args, **kwargs)
+        writing = os.path.basename(str(file)).startswith("variant.json") and "w" in mode
+        return Torn(f) if writing and hit() else f
+
+    builtins.open = opening
 launch_experiment.main(sys.argv[4:])
 """
 
@@ -135,6 +164,7 @@ CHAIN = [
     ("datafile", 1, "SIGKILL", -9),  # iteration 3's checkpoint: its first data file torn
     ("rename-before", 1, "SIGKILL", -9),  # iteration 3's checkpoint, all its data files written
     ("rename-after", 1, "SIGKILL", -9),  # iteration 3's checkpoint on disk, nothing cleaned
+    ("variant", 1, "SIGKILL", -9),  # the resume's rewrite of variant.json, before it logs
 ]
 
 
@@ -304,9 +334,9 @@ def test_resumed_run_equals_the_uninterrupted_one(runs):
 def test_debug_log_is_appended(runs):
     procs, run_dir = runs["interrupted"]()
     lines = (run_dir / "debug.log").read_text().splitlines()
-    # one start per launch, the first launch's lines first
+    # one start per launch but the one killed writing variant.json, the first launch's first
     starts = [k for k, line in enumerate(lines) if line.endswith(f"run folder: {run_dir}")]
-    assert len(starts) == len(procs) and starts[0] == 0
+    assert len(starts) == len(procs) - 1 and starts[0] == 0
     assert "collecting the initial pool of data" in lines[2]
     resumed = [line.split(" | ", 1)[1] for line in lines if "| resumed" in line]
     assert resumed == [
@@ -320,7 +350,7 @@ def test_debug_log_is_appended(runs):
         "resumed after iteration 3: continuing with iteration 4",
         f"resumed after iteration {ITERATIONS - 1}: all {ITERATIONS} iterations are done",
     ]
-    assert len(procs) == len(resumed) + 1
+    assert len(procs) == len(resumed) + 2
 
 
 @pytest.mark.parametrize("name", list(BAD_RESUMES))
