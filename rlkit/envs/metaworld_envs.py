@@ -21,6 +21,7 @@ Episodes never terminate: Meta-World ends them only by truncation at 500 steps, 
 passed on; the episode succeeded when it is 1 at any step.
 """
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -97,15 +98,26 @@ def benchmark_tasks(benchmark: str, env_name: str | None = None) -> tuple[list, 
     train, test = _build(benchmark, env_name)
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # a name of its own, so that processes building at once do not write one file
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(dict(key=key, train=train, test=test), f)
-            os.replace(tmp, path)
+            _write_cache(path, dict(key=key, train=train, test=test))
         except OSError:  # a read-only cache folder: go on without
             pass
     return train, test
+
+
+def _write_cache(path: Path, content: dict) -> None:
+    """`content` pickled into `path` through a temporary file of its own (processes building
+    at once do not write one file), which is removed whenever it is not renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(content, f)
+        os.replace(tmp, path)
+    except BaseException:
+        # the error that stopped the write is the one raised, not a failure to remove
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 @functools.cache

@@ -105,6 +105,27 @@ def test_the_cache_gives_back_what_was_built(tmp_path, monkeypatch):
     assert first == again == built
 
 
+@pytest.mark.parametrize("error", [OSError, pickle.PicklingError])
+def test_a_failed_cache_write_leaves_no_file_behind(tmp_path, monkeypatch, error):
+    monkeypatch.setenv("PEARL_METAWORLD_CACHE", str(tmp_path))
+
+    def dump(obj, file, *args, **kwargs):
+        file.write(b"the start of a cache file")  # torn in the middle of writing
+        raise error("cannot write")
+
+    monkeypatch.setattr(mw.pickle, "dump", dump)
+    mw.benchmark_tasks.cache_clear()
+    try:
+        if error is OSError:  # an unwritable cache: the tasks, without a cache file
+            assert mw.benchmark_tasks("ML1", "reach-v3") == mw._build("ML1", "reach-v3")
+        else:  # a bug: it is raised
+            with pytest.raises(error, match="cannot write"):
+                mw.benchmark_tasks("ML1", "reach-v3")
+    finally:
+        mw.benchmark_tasks.cache_clear()
+    assert list(tmp_path.iterdir()) == []  # no temporary file (nor a cache file) stays
+
+
 # --------------------------------------------------------------------- one slot
 
 
