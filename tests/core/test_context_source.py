@@ -12,18 +12,24 @@ OBS_DIM, ACTION_DIM = 2, 2  # point-robot
 
 def tagged_path(tag: float, n: int) -> Path:
     """A path whose every transition is told apart by its reward, tag + its index / 1000:
-    the buffer it came from is the reward's integer part."""
+    the buffer it came from is the reward's integer part. Its sparse reward is the dense one
+    negated (sparse_of): unlike the dense one, and never 0."""
     ids = tag + np.arange(n) / 1000.0
     obs = np.stack([ids, -ids], axis=1)
     return Path(
         observations=obs,
         actions=np.stack([ids / 10, ids / 20], axis=1),
         rewards=ids,
-        sparse_rewards=np.zeros(n),
+        sparse_rewards=sparse_of(ids),
         next_observations=obs + 0.5,
         terminals=np.zeros(n),
         successes=np.zeros(n),
     )
+
+
+def sparse_of(dense):
+    """The sparse reward tagged_path gives a transition of dense reward `dense` (>= 1)."""
+    return -dense
 
 
 def recorded_training_step(algorithm) -> list[tuple[torch.Tensor, object]]:
@@ -107,8 +113,9 @@ def test_rl_batch_context_with_next_obs_and_sparse_rewards(make_algorithm):
     calls, _ = recorded_training_step(algorithm)
     for chunk, batch in calls:
         assert torch.equal(chunk[..., -OBS_DIM:], batch.next_obs)
-        assert (context_rewards(chunk) == 0).all()  # the sparse reward, as other sources
         assert (batch.rewards >= 1).all()  # the RL batch keeps the dense reward
+        # the context holds the same transitions' sparse rewards, as the other sources
+        assert torch.equal(context_rewards(chunk), sparse_of(batch.rewards))
 
 
 @pytest.mark.parametrize(

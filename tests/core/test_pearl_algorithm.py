@@ -175,14 +175,26 @@ def test_online_evaluation_waits_num_exp_traj_eval_trajectories(make_algorithm, 
 
 
 def test_sparse_rewards_feed_the_context_and_the_returns_but_not_sac(make_algorithm):
-    algo = make_algorithm(config="configs/sparse-point-robot.json")
+    # a goal radius no trajectory leaves: every sparse reward is 1 - the distance to the goal,
+    # neither 0 nor the dense reward (-distance)
+    algo = make_algorithm("env_params.goal_radius=10", config="configs/sparse-point-robot.json")
     assert algo.sparse_rewards
     algo.collect_data(algo.train_tasks, 40, np.inf)
     context = algo.sample_context([0]).numpy()
     rl = algo.sample_rl_batch([0])
-    # dense rewards are negative distances; sparse ones are 0 or in (0.8, 1]
-    ctx_rewards = context[0, :, 4]
-    assert np.all((ctx_rewards == 0) | (ctx_rewards > 0.79))
+    # each context row (o, a, r) is a stored transition; r is its sparse reward
+    buffer = algo.enc_replay_buffer
+    row, n = buffer._row[0], buffer.size(0)
+    stored = {name: buffer._chunks[0][name][row, :n] for name in ("observations", "actions")}
+    stored_obs_actions = np.concatenate([stored["observations"], stored["actions"]], axis=1)
+    next_obs = buffer._chunks[0]["next_observations"][row, :n]
+    goal = algo._env(0).tasks[0]
+    for o_a, reward in zip(context[0, :, :4], context[0, :, 4], strict=True):
+        (i,) = np.flatnonzero((stored_obs_actions == o_a).all(axis=1))
+        distance = np.linalg.norm(next_obs[i].astype(np.float64) - goal)
+        assert reward == pytest.approx(1 - distance, abs=1e-5)
+    assert np.all(np.abs(context[0, :, 4]) > 1e-3)  # none of them 0
+    # SAC trains on the dense rewards, negative distances
     assert torch.all(rl.rewards < 0)
     paths = algo._returns
     envs = algo._slot_envs([0])

@@ -120,19 +120,26 @@ def test_chunked_storage_gathers_what_a_flat_array_holds_at_the_same_indices():
     model = FlatRings(40, tasks)
     rng = np.random.default_rng(0)
     fill_at_random(buffer, model, rng, 60, clear_every=9)
+    # then every task past the last chunk's start (position 35), so that each row's stride
+    # counts in every chunk, the short last one included
+    for step, task in enumerate(tasks):
+        while model.size[task] <= 35:
+            path = make_path(8, start=1e5 + 1000.0 * step + model.size[task])
+            buffer.add_path(task, path)
+            model.add(task, path)
     assert len(buffer._chunks) == 6 and buffer._chunks[-1]["rewards"].shape == (3, 5)
-    order = rng.choice(tasks, 5)
+    order = np.array([9, 3, 8, 8, 9, 3])  # every task twice: chunk rows 2, 0, 1, 1, 2, 0
     rows = buffer._rows(order)
     sizes = np.array([model.size[t] for t in order])
-    assert sizes.min() > 0
-    idx = (rng.random((5, 300)) * sizes[:, None]).astype(np.int64)
+    idx = (rng.random((len(order), 300)) * sizes[:, None]).astype(np.int64)
     got = buffer._gather(rows, idx)
     expected_rewards = np.stack([model.rewards[t][i] for t, i in zip(order, idx, strict=True)])
     expected_obs = np.stack([model.obs[t][i] for t, i in zip(order, idx, strict=True)])
     np.testing.assert_array_equal(got["rewards"], expected_rewards)
     np.testing.assert_array_equal(got["observations"], expected_obs)
-    # every chunk was sampled from: the gather crossed chunk boundaries
-    assert len(np.unique(idx // 7)) == 6
+    # every task's row was sampled from every chunk: the gather crossed chunk boundaries
+    for task_idx in idx:
+        assert len(np.unique(task_idx // 7)) == 6
 
 
 def test_growing_never_moves_stored_data():

@@ -1,14 +1,21 @@
 """End to end: each Meta-World config runs one tiny iteration through launch_experiment.py and
-writes the success columns (and, for ML10/ML45, one per held-out class)."""
+writes the success columns (and, for ML10/ML45, one per held-out class); with Meta-World's
+scripted policy in place of the learned one, those columns count its successes."""
 
 import csv
 import json
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
-from conftest import TIME_COLUMNS, run_child
+import torch
+from conftest import ROOT, TIME_COLUMNS, run_child
+from metaworld.policies import SawyerReachV3Policy
 
 from rlkit.envs import ENVS
+from rlkit.launchers import launcher
+from rlkit.launchers.config import apply_override, load_config, validate
 
 CONFIGS = {
     "ml1-reach": "configs/metaworld-ml1-reach.json",
@@ -99,6 +106,95 @@ def test_config_runs_one_iteration_with_success_columns(runs, name):
         assert all(0.0 <= v <= 1.0 for v in curve)
     # the final success rate is that of the last trajectory, as the curve's last point
     assert float(row["SuccessRate_all_test_tasks"]) == pytest.approx(record["test_success"][-1])
+
+
+def reaches(goal: np.ndarray) -> bool:
+    """The goals ScriptedReach goes to: those right of the table's middle."""
+    return bool(goal[0] > 0)
+
+
+class ScriptedReach:
+    """Meta-World's scripted reach policy in place of the learned one, for the goals that
+    `reaches`; at the others the arm stays still, never within reach of them. Slot s of the
+    algorithm acts on row s of the observations (no Meta-World episode ends before 500
+    steps, so every slot of a wave is live); the policy sees the slot's observation with the
+    goal it hides put back."""
+
+    def __init__(self, envs: list):
+        self.envs = envs  # the algorithm's slot envs, made as it needs them
+        self.policy = SawyerReachV3Policy()
+
+    def __call__(self, obs: torch.Tensor, z: torch.Tensor, deterministic: bool = False):
+        actions = np.zeros((len(obs), 4))
+        for s, o in enumerate(obs.numpy().astype(np.float64)):
+            sawyer = self.envs[s].unwrapped._env
+            assert np.allclose(o[:3], sawyer.get_endeff_pos()), "the row of another slot"
+            o[-3:] = sawyer._get_pos_goal()
+            if reaches(o[-3:]):
+                with warnings.catch_warnings():  # its gain saturates far from the goal
+                    warnings.simplefilter("ignore")
+                    actions[s] = np.clip(self.policy.get_action(o), -1, 1)
+        return torch.tensor(actions, dtype=torch.float32)
+
+
+def test_the_success_columns_report_the_episodes_that_reached_the_goal(tmp_path, monkeypatch):
+    """A run whose policy reaches the goal within 100 steps on some tasks and never on the
+    others: every success rate is the fraction of its tasks of the first kind (each run of a
+    task goes alike)."""
+    variant = load_config(str(ROOT / CONFIGS["ml1-reach"]))
+    for expression in [
+        *TINY,
+        "algo_params.max_path_length=100",
+        "algo_params.num_steps_per_eval=200",
+        "util_params.seed=0",
+        f"util_params.base_log_dir={tmp_path}",
+    ]:
+        apply_override(variant, expression)
+    validate(variant, "test")
+    build = launcher.build_algorithm
+    evaluated = []  # the tasks of each online evaluation: a train subset, then the test tasks
+
+    def build_with_the_scripted_policy(*args):
+        algorithm = build(*args)
+        monkeypatch.setattr(algorithm.agent, "act", ScriptedReach(algorithm._envs))
+        online_eval = algorithm._online_eval
+
+        def spy(tasks, epoch):
+            evaluated.append([int(t) for t in tasks])
+            return online_eval(tasks, epoch)
+
+        monkeypatch.setattr(algorithm, "_online_eval", spy)
+        return algorithm
+
+    monkeypatch.setattr(launcher, "build_algorithm", build_with_the_scripted_policy)
+    monkeypatch.setenv("DEBUG", "0")  # run_experiment sets it
+    run_dir = launcher.run_experiment(launcher.prepare(variant, "test"))
+
+    env = ENVS["metaworld-ml1"](env_name="reach-v3")
+
+    def reached(tasks):
+        """The fraction of `tasks` whose goal ScriptedReach goes to."""
+        goals = []
+        for task in tasks:
+            env.reset_task(task)
+            goals.append(env._env._get_pos_goal())
+        return np.mean([reaches(goal) for goal in goals])
+
+    train_tasks, test_tasks = evaluated
+    assert test_tasks == list(range(100 - N_EVAL, 100))
+    train_rate, test_rate = reached(train_tasks), reached(test_tasks)
+    env.close()
+    assert 0 < test_rate < 1  # tasks of both kinds: neither a rate of 0 nor 1 passes
+    with open(run_dir / "progress.csv", newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    # the buffer-posterior trajectories are on the online evaluation's train tasks
+    assert float(row["TrainSuccessRate_all_train_tasks"]) == pytest.approx(train_rate)
+    assert float(row["SuccessRate_all_train_tasks"]) == pytest.approx(train_rate)
+    assert float(row["SuccessRate_all_test_tasks"]) == pytest.approx(test_rate)
+    (record,) = [json.loads(line) for line in (run_dir / "online_returns.jsonl").open()]
+    # 200 steps: 2 trajectories of 100, alike
+    assert record["train_success"] == pytest.approx([train_rate] * 2)
+    assert record["test_success"] == pytest.approx([test_rate] * 2)
 
 
 def without_time(run_dir):
