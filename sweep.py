@@ -166,14 +166,29 @@ def plan(args: argparse.Namespace) -> tuple[Path, dict]:
 
 def print_summary(rows: list[dict], summary: Path, image: Path | None) -> None:
     for row in rows:
-        if row["mean"] == "":
-            stats = "no seed done"
+        counts = ", ".join(
+            f"{row[f'seeds_{state}']} {state}"
+            for state in ("started", "finished", "diverged", "failed")
+        )
+        pooled = row["pooled_seeds"].split()
+        if not pooled:
+            stats = "no seed pooled"
         else:
             stats = (
+                f"pooled seed{'s' if len(pooled) > 1 else ''} {' '.join(pooled)}: "
                 f"mean {row['mean']:.4g} [{row['mean_ci_low']:.4g}, {row['mean_ci_high']:.4g}]  "
                 f"IQM {row['iqm']:.4g} [{row['iqm_ci_low']:.4g}, {row['iqm_ci_high']:.4g}]"
             )
-        print(f"{row['setting']}: {row['seeds_done']}/{row['seeds']} seeds done; {stats}")
+            if len(pooled) < 4:
+                stats += " (below 4 seeds the IQM trims nothing: it is the mean)"
+        left_out = ", ".join(
+            f"{seed} ({why})" for seed, why in (e.split(":", 1) for e in row["not_pooled"].split())
+        )
+        print(
+            f"{row['setting']}: {row['seeds']} seed{'s' if row['seeds'] != 1 else ''}, "
+            f"{counts}; {stats}"
+            + (f"; not pooled: {left_out}" if left_out else "")
+        )
     print(f"summary: {summary}" + (f", curves: {image}" if image else ""))
 
 
@@ -203,9 +218,11 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, sweep_dir: Path, record: dict) -> int:
     from rlkit.sweep.summary import summarize
     from rlkit.sweep.tune_runner import (
+        DIVERGED,
         LOG_FOLDER,
         check_resources,
         done_mark,
+        mark,
         run_tune,
         start_ray,
         write_sweep_file,
@@ -230,16 +247,24 @@ def run(args: argparse.Namespace, sweep_dir: Path, record: dict) -> int:
     summary, image, rows = summarize(sweep_dir)
     print_summary(rows, summary, image)
     names = [trial["name"] for trial in record["trials"]]
-    unfinished = [name for name in names if not done_mark(sweep_dir, name).exists()]
+    diverged = [name for name in names if mark(sweep_dir, name, DIVERGED).exists()]
+    unfinished = [
+        name for name in names if name not in diverged and not done_mark(sweep_dir, name).exists()
+    ]
+    if diverged:
+        print(
+            f"{len(diverged)} of {len(names)} trials diverged ({', '.join(diverged)}): a loss "
+            f"became NaN or inf; not retried (their logs are in {sweep_dir / LOG_FOLDER})",
+            file=sys.stderr,
+        )
     if unfinished:
         print(
-            f"{len(unfinished)} of {len(record['trials'])} trials did not finish "
+            f"{len(unfinished)} of {len(names)} trials did not finish "
             f"({', '.join(unfinished)}; their logs are in {sweep_dir / LOG_FOLDER}); go on with: "
             f"python sweep.py --resume --name {record['name']} --storage {sweep_dir.parent}",
             file=sys.stderr,
         )
-        return 1
-    return 0
+    return 1 if diverged or unfinished else 0
 
 
 if __name__ == "__main__":

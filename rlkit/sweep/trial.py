@@ -3,8 +3,9 @@ trial's variant (JSON) on stdin.
 
 A new trial is an ordinary new run written into RUN_DIR; a trial that was retried, or whose
 sweep is resumed, finds RUN_DIR/variant.json and continues from RUN_DIR/checkpoint.pt with the
-run's own settings, as `launch_experiment.py --resume RUN_DIR` does. The exit status is the
-launcher's: 0 done, 2 a bad config or checkpoint, 1 a diverged loss, 130 stopped.
+run's own settings, as `launch_experiment.py --resume RUN_DIR` does. The exit status: 0 done,
+2 a bad config or checkpoint, 3 a diverged loss (the launcher's 1 is also Python's own status
+for a crash, which is retried where a divergence is not), 130 stopped.
 """
 
 import argparse
@@ -20,6 +21,8 @@ from rlkit.launchers.config import (
     load_run_config,
     validate,
 )
+
+EXIT_TRIAL_DIVERGED = 3
 
 
 def device_overrides(device: str) -> list[str]:
@@ -40,7 +43,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if threads:
         torch.set_num_threads(int(threads))
-    from rlkit.launchers.launcher import RunStopped, prepare, prepare_resume, run_experiment
+    from rlkit.launchers.launcher import (
+        EXIT_DIVERGED,
+        RunStopped,
+        prepare,
+        prepare_resume,
+        run_experiment,
+    )
 
     run_dir = args.run_dir
     try:
@@ -61,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RunStopped as err:
         print(str(err), file=sys.stderr)
-        return err.exit_code
+        return EXIT_TRIAL_DIVERGED if err.exit_code == EXIT_DIVERGED else err.exit_code
     return 0
 
 

@@ -19,17 +19,21 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rlkit.core.checkpoint import atomic_write
 from rlkit.core.logger import PROGRESS
 from rlkit.launchers.config import ConfigError
+from rlkit.sweep.trial import EXIT_TRIAL_DIVERGED
 
 SWEEP_FILE = "sweep.json"
 TUNE_FOLDER = "tune"
 LOG_FOLDER = "logs"
-DONE_SUFFIX = ".done"
+DONE, DIVERGED, FAILED = "done", "diverged", "failed"  # a trial's outcome marks in logs/
+REPORTED_FILE = "reported.json"  # in a trial's Tune checkpoint: the rows reported
 POLL_S = 0.5
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _PR_SET_PDEATHSIG = 1
@@ -39,27 +43,41 @@ class TrialProcessFailed(RuntimeError):
     """A trial's training process ended without finishing; Tune retries the trial."""
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL when the Ray worker that started it goes away, so
-    that a retried trial never finds its previous process still writing the run folder."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _pdeathsig_setter() -> Callable[[], None] | None:
+    """The child's preexec_fn: SIGKILL when the Ray worker that started it goes away, so that
+    a retried trial never finds its previous process still writing the run folder. prctl is
+    looked up here, once, in the parent: the child of a threaded process may only do what is
+    async-signal-safe between fork and exec, and loading a library is not. None where there is
+    no prctl (not Linux)."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    sigkill = int(signal.SIGKILL)
+
+    def die_with_parent() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigkill)
+
+    return die_with_parent
+
+
+_DIE_WITH_PARENT = _pdeathsig_setter()
 
 
 class ProgressReader:
-    """The rows of a growing progress.csv, each once, as floats where they parse; it reads
-    only what was appended since the last call. A resumed run first cuts the file back to its
-    checkpoint and writes those iterations again: when the line read last is no longer where
-    it was, reading starts over from the top, skipping the rows already returned (an exact
-    resume writes the same rows, time columns aside)."""
+    """The rows of a growing progress.csv, as floats where they parse; each call reads only
+    what was appended since the last one, complete lines only. A resumed run first cuts the
+    file back to its checkpoint and writes those iterations again: when the line read last is
+    no longer where it was, the file is read again from the top."""
 
     def __init__(self, path: Path):
         self.path = path
-        self.rows_read = 0  # rows returned so far
+        self.rows: list[dict] = []  # the rows the file holds, as of the last read
         self._offset = 0  # bytes of the file consumed
         self._last_line = b""  # the last line consumed, to notice a cut-back file
         self._header: list[str] | None = None
-        self._rows_in_file = 0
 
     def _still_in_place(self, f) -> bool:
         if not self._last_line:
@@ -67,32 +85,29 @@ class ProgressReader:
         f.seek(self._offset - len(self._last_line))
         return f.read(len(self._last_line)) == self._last_line
 
-    def new_rows(self) -> list[dict]:
+    def read(self) -> list[dict]:
+        """The rows in the file now."""
         try:
             f = open(self.path, "rb")
         except FileNotFoundError:
-            return []
+            return self.rows
         with f:
             if not self._still_in_place(f):
-                self._offset, self._last_line, self._header, self._rows_in_file = 0, b"", None, 0
+                self.rows, self._offset, self._last_line, self._header = [], 0, b"", None
             f.seek(self._offset)
             data = f.read()
-        end = data.rfind(b"\n") + 1  # complete lines only: the last may be being written
+        end = data.rfind(b"\n") + 1  # the last line may be being written
         if end == 0:
-            return []
+            return self.rows
         lines = data[:end].splitlines(keepends=True)
         self._offset += end
         self._last_line = lines[-1]
-        rows = []
         for values in csv.reader(line.decode() for line in lines):
             if self._header is None:
                 self._header = values
-                continue
-            self._rows_in_file += 1
-            if self._rows_in_file > self.rows_read:
-                rows.append({k: _number(v) for k, v in zip(self._header, values, strict=True)})
-        self.rows_read = max(self.rows_read, self._rows_in_file)
-        return rows
+            else:
+                self.rows.append({k: _number(v) for k, v in zip(self._header, values, strict=True)})
+        return self.rows
 
 
 def _number(text: str):
@@ -102,8 +117,57 @@ def _number(text: str):
         return text
 
 
+class TrialReporter:
+    """Reports a trial's iterations to Tune, each once, with the values its run folder keeps.
+
+    A row of progress.csv is final once the checkpoint after it is on disk: a run writes the
+    row of iteration k, then its checkpoint, and only then starts iteration k + 1, so row k
+    is final once row k + 1 is there, and every row is once the process has finished (or
+    stopped on a diverged loss, its last checkpoint being after its last row). A later row
+    may still be cut back and written again by a resume; it is reported only when final.
+
+    Each report carries a Tune checkpoint holding the number of rows reported: a retried
+    trial (and one resumed with the sweep) starts from Tune's last checkpoint, so it goes on
+    after the rows Tune has, and Tune's training_iteration is the run's iteration count."""
+
+    def __init__(self, path: Path, reported: int):
+        self.reader = ProgressReader(path)
+        self.reported = reported
+
+    def report(self, all_final: bool) -> None:
+        rows = self.reader.read()
+        for k in range(self.reported, len(rows) if all_final else len(rows) - 1):
+            self.reported = k + 1
+            _report_with_count(rows[k], self.reported)
+
+
+def _report_with_count(row: dict, count: int) -> None:
+    from ray import tune
+
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / REPORTED_FILE).write_text(json.dumps({"rows": count}))
+        tune.report(row, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def _rows_reported() -> int:
+    """How many rows the trial has reported to Tune, by its last Tune checkpoint."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as folder:
+        return json.loads((Path(folder) / REPORTED_FILE).read_text())["rows"]
+
+
+def mark(sweep_dir: Path, name: str, outcome: str) -> Path:
+    """logs/NAME.OUTCOME: the trial finished ('done'), stopped on a non-finite loss
+    ('diverged', holding the message) or ran out of retries ('failed', holding the error)."""
+    return sweep_dir / LOG_FOLDER / f"{name}.{outcome}"
+
+
 def done_mark(sweep_dir: Path, name: str) -> Path:
-    return sweep_dir / LOG_FOLDER / f"{name}{DONE_SUFFIX}"
+    return mark(sweep_dir, name, DONE)
 
 
 def _tail(path: Path, n_bytes: int = 1500) -> str:
@@ -114,25 +178,29 @@ def _tail(path: Path, n_bytes: int = 1500) -> str:
     return data.decode(errors="replace").strip()
 
 
+def _write_mark(path: Path, text: str = "") -> None:
+    data = text.encode()
+    atomic_write(path, lambda f: f.write(data))
+
+
 def run_trial(config: dict) -> None:
     """The Tune trainable: one trial, in a Ray worker."""
     import ray
-    from ray import tune
 
     sweep_dir = Path(config["sweep_dir"])
     trial = config["trial"]
-    run_dir = sweep_dir / trial["name"]
-    reader = ProgressReader(run_dir / PROGRESS)
-    if done_mark(sweep_dir, trial["name"]).is_file():  # finished before a --resume
-        for row in reader.new_rows():
-            tune.report(row)
+    name = trial["name"]
+    run_dir = sweep_dir / name
+    reporter = TrialReporter(run_dir / PROGRESS, _rows_reported())
+    if any(mark(sweep_dir, name, outcome).is_file() for outcome in (DONE, DIVERGED)):
+        reporter.report(all_final=True)  # ended before a --resume: nothing to run
         return
     threads = str(max(1, int(config["cpus_per_trial"])))
     env = {**os.environ, **{variable: threads for variable in THREAD_VARIABLES}}
     device = "cuda" if config["gpus_per_trial"] > 0 and ray.get_gpu_ids() else "cpu"
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
-    log_path = sweep_dir / LOG_FOLDER / f"{trial['name']}.log"
+    log_path = sweep_dir / LOG_FOLDER / f"{name}.log"
     command = [sys.executable, "-m", "rlkit.sweep.trial", str(run_dir), "--device", device]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
@@ -141,35 +209,61 @@ def run_trial(config: dict) -> None:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_DIE_WITH_PARENT,
         )
         process.stdin.write(json.dumps(trial["variant"]).encode())
         process.stdin.close()
         while True:
             code = process.poll()  # before reading: the rows written before it exited count
-            for row in reader.new_rows():
-                tune.report(row)
+            reporter.report(all_final=code in (0, EXIT_TRIAL_DIVERGED))
             if code is not None:
                 break
             time.sleep(POLL_S)
+    if code == EXIT_TRIAL_DIVERGED:  # an outcome, not a failure: a retry would diverge again
+        _write_mark(mark(sweep_dir, name, DIVERGED), _last_line(_tail(log_path)))
+        return
     if code != 0:
         raise TrialProcessFailed(
-            f"trial {trial['name']}: its process exited with status {code}; the end of "
+            f"trial {name}: its process exited with status {code}; the end of "
             f"{log_path}:\n{_tail(log_path)}"
         )
-    atomic_write(done_mark(sweep_dir, trial["name"]), lambda f: None)
+    _write_mark(done_mark(sweep_dir, name))
 
 
-def _progress_printer(metric: str):
-    """A Tune callback printing one line per trial event and per iteration reported, in place
-    of Tune's tables (which would show every trial's whole variant)."""
+def _last_line(text: str) -> str:
+    return text.splitlines()[-1] if text else ""
+
+
+def _sweep_callback(metric: str):
+    """The Tune callback of a sweep: one printed line per trial event and per iteration
+    reported, in place of Tune's tables (which would show every trial's whole variant); the
+    'failed' mark of a trial out of retries; and a full retry budget for every trial when a
+    sweep starts or is resumed."""
     from ray.tune import Callback
 
-    class ProgressPrinter(Callback):
+    class SweepCallback(Callback):
+        def __init__(self):
+            self._budgets_renewed = False
+
         def _say(self, trial, text: str) -> None:
             print(f"trial {trial.config['trial']['name']}: {text}", flush=True)
 
+        def _mark(self, trial, outcome: str) -> Path:
+            return mark(Path(trial.config["sweep_dir"]), trial.config["trial"]["name"], outcome)
+
+        def on_step_begin(self, iteration, trials, **info):
+            # Tune restores each trial's count of failures with it: a trial that ran out of
+            # retries would fail for good at its first failure after --resume, one running
+            # when the sweep was killed would keep the retries it had used. A retry of ours
+            # continues from the run's checkpoint and loses nothing, so each gets them all.
+            if not self._budgets_renewed:
+                for trial in trials:
+                    trial.run_metadata.num_failures = 0
+                    trial.run_metadata.invalidate_cache()
+                self._budgets_renewed = True
+
         def on_trial_start(self, iteration, trials, trial, **info):
+            self._mark(trial, FAILED).unlink(missing_ok=True)
             self._say(trial, "started")
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -179,15 +273,20 @@ def _progress_printer(metric: str):
             self._say(trial, f"iteration {result.get('Epoch', -1) + 1:.0f}/{n}, {metric} {shown}")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self._say(trial, "done")
+            diverged = self._mark(trial, DIVERGED)
+            if diverged.is_file():
+                self._say(trial, f"diverged, not retried ({diverged.read_text().strip()})")
+            else:
+                self._say(trial, "done")
 
         def on_trial_recover(self, iteration, trials, trial, **info):
             self._say(trial, "its process failed; retrying (it continues from its checkpoint)")
 
         def on_trial_error(self, iteration, trials, trial, **info):
+            _write_mark(self._mark(trial, FAILED), trial.error_file or "")
             self._say(trial, "failed, no retries left")
 
-    return ProgressPrinter()
+    return SweepCallback()
 
 
 def check_address(address: str) -> None:
@@ -305,7 +404,8 @@ def run_tune(
                 name=TUNE_FOLDER,
                 storage_path=str(sweep_dir.absolute()),
                 failure_config=tune.FailureConfig(max_failures=max_failures),
-                callbacks=[_progress_printer(metric)],
+                callbacks=[_sweep_callback(metric)],
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 verbose=0,
             ),
         )

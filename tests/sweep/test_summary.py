@@ -54,6 +54,11 @@ def write_progress(folder, finals, n_rows):
             writer.writerow([value, 1000 * (epoch + 1), epoch])
 
 
+def summary_rows(folder) -> list[dict]:
+    with open(folder / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
 @pytest.fixture
 def sweep_folder(tmp_path):
     """Two settings of 8 seeds; one seed of the second stopped after 3 of its 5 iterations."""
@@ -90,7 +95,9 @@ def test_summary_rows_against_an_independent_computation(sweep_folder):
     }
     for row in rows:
         values = done[row["setting"]]
-        assert int(row["seeds"]) == 8 and int(row["seeds_done"]) == len(values)
+        assert int(row["seeds"]) == int(row["seeds_started"]) == 8
+        assert int(row["seeds_finished"]) == len(values)
+        assert row["seeds_diverged"] == row["seeds_failed"] == "0"
         assert int(row["env_steps"]) == 1000 * ITERATIONS and row["metric"] == METRIC
         assert float(row["mean"]) == pytest.approx(values.mean(), rel=1e-12)
         assert float(row["iqm"]) == pytest.approx(iqm(values), rel=1e-12)
@@ -116,12 +123,69 @@ def test_the_summary_command(sweep_folder, capsys):
     folder, _ = sweep_folder
     assert sweep.main(["--summarize", str(folder)]) == 0
     out = capsys.readouterr().out
-    assert "kl_lambda=1.0: 7/8 seeds done; mean " in out
+    assert (
+        "kl_lambda=1.0: 8 seeds, 8 started, 7 finished, 0 diverged, 0 failed; "
+        "pooled seeds 0 1 2 4 5 6 7: mean "
+    ) in out
+    assert out.rstrip().splitlines()[1].endswith("; not pooled: 3 (unfinished)")
     assert f"summary: {folder / 'summary.csv'}" in out
     assert sweep.main(["--summarize", str(folder), "--metric", "Epoch"]) == 0
     with open(folder / "summary.csv", newline="") as f:
         row = next(csv.DictReader(f))
     assert row["metric"] == "Epoch" and float(row["mean"]) == ITERATIONS - 1
+
+
+def test_every_seed_left_out_is_named_with_its_reason(sweep_folder, capsys):
+    """A diverged, a failed, a non-finite and a not-started seed: none pooled, each shown."""
+    folder, finals = sweep_folder
+    setting = "kl_lambda=0.1"
+    logs = folder / "logs"
+    logs.mkdir()
+    # seed 1 stopped on a NaN loss after 2 iterations; seed 2 ran out of retries after 4
+    write_progress(folder / f"{setting}_seed=1", finals[setting][1], 2)
+    (logs / f"{setting}_seed=1.diverged").write_text("error: QF Loss became NaN or inf")
+    write_progress(folder / f"{setting}_seed=2", finals[setting][2], 4)
+    (logs / f"{setting}_seed=2.failed").write_text("")
+    write_progress(folder / f"{setting}_seed=5", float("nan"), ITERATIONS)  # final value NaN
+    for path in (folder / f"{setting}_seed=6").iterdir():  # never started
+        path.unlink()
+    (folder / f"{setting}_seed=6").rmdir()
+    assert sweep.main(["--summarize", str(folder)]) == 0
+    row = summary_rows(folder)[0]
+    assert row["setting"] == setting
+    assert (row["seeds"], row["seeds_started"], row["seeds_finished"]) == ("8", "7", "5")
+    assert (row["seeds_diverged"], row["seeds_failed"]) == ("1", "1")
+    assert row["pooled_seeds"] == "0 3 4 7"
+    assert row["not_pooled"] == "1:diverged 2:failed 5:non-finite 6:not-started"
+    pooled = finals[setting][[0, 3, 4, 7]]
+    assert float(row["mean"]) == pytest.approx(pooled.mean(), rel=1e-12)
+    assert float(row["iqm"]) == pytest.approx(iqm(pooled), rel=1e-12)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"{setting}: 8 seeds, 7 started, 5 finished, 1 diverged, 1 failed; ")
+    assert first.endswith("not pooled: 1 (diverged), 2 (failed), 5 (non-finite), 6 (not-started)")
+
+
+def test_a_setting_with_no_seed_pooled_says_so(sweep_folder, capsys):
+    folder, _ = sweep_folder
+    for seed in range(8):
+        write_progress(folder / f"kl_lambda=1.0_seed={seed}", float("inf"), ITERATIONS)
+    assert sweep.main(["--summarize", str(folder)]) == 0
+    rows = summary_rows(folder)
+    assert rows[1]["pooled_seeds"] == "" and rows[1]["mean"] == ""
+    assert rows[0]["pooled_seeds"] == "0 1 2 3 4 5 6 7"  # the other setting is untouched
+    assert "8 finished, 0 diverged, 0 failed; no seed pooled; not pooled: 0 (non-finite)" in (
+        capsys.readouterr().out
+    )
+
+
+def test_below_four_seeds_the_printout_says_the_iqm_is_the_mean(sweep_folder, capsys):
+    folder, finals = sweep_folder
+    for seed in range(3, 8):
+        (folder / f"kl_lambda=0.1_seed={seed}" / "variant.json").unlink()
+    assert sweep.main(["--summarize", str(folder)]) == 0
+    iqm_of_three = float(summary_rows(folder)[0]["iqm"])
+    assert iqm_of_three == pytest.approx(finals["kl_lambda=0.1"][:3].mean(), rel=1e-12)
+    assert "(below 4 seeds the IQM trims nothing: it is the mean)" in capsys.readouterr().out
 
 
 def test_plot_band_ci_is_the_bootstrap_interval_of_the_mean(tmp_path):
