@@ -2,10 +2,11 @@
 
 One run is killed (SIGKILL) during collection, during training, while writing its
 checkpoint, while writing a buffer data file, just before and just after renaming the
-checkpoint into place and while a resume rewrites its variant.json, stopped by Ctrl-C (SIGINT) between two steps and by a NaN loss, and
-resumed with `--resume` after each; its progress.csv must end with every iteration exactly
-once and equal to an uninterrupted run with the same seed (time columns aside). The kills are placed
-deterministically by a wrapper script that patches the library in its own process only.
+checkpoint into place and while a resume rewrites its variant.json, stopped by Ctrl-C
+(SIGINT) between two steps and by a NaN loss, and resumed with `--resume` after each; its
+progress.csv must end with every iteration exactly once and equal to an uninterrupted run
+with the same seed (time columns aside). The kills are placed deterministically by a wrapper
+script that patches the library in its own process only.
 """
 
 import csv
