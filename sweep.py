@@ -186,8 +186,7 @@ def print_summary(rows: list[dict], summary: Path, image: Path | None) -> None:
         )
         print(
             f"{row['setting']}: {row['seeds']} seed{'s' if row['seeds'] != 1 else ''}, "
-            f"{counts}; {stats}"
-            + (f"; not pooled: {left_out}" if left_out else "")
+            f"{counts}; {stats}" + (f"; not pooled: {left_out}" if left_out else "")
         )
     print(f"summary: {summary}" + (f", curves: {image}" if image else ""))
 
