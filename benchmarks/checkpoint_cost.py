@@ -110,8 +110,8 @@ def single_file_state(buffer: MultiTaskReplayBuffer) -> dict:
     for row, size in enumerate(buffer._size.tolist()):
         values = buffer._gather(np.array([row]), np.arange(size)[None]) if size else None
         for name in FIELDS:
-            dim = buffer._dims[name]
-            empty = np.zeros((0, dim) if dim else 0, np.float32)
+            shape, dtype = buffer._fields[name]
+            empty = np.zeros((0, *shape), dtype)
             data[name].append(torch.from_numpy(values[name][0] if size else empty))
     return {
         "max_size": buffer.max_size,

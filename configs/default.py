@@ -50,6 +50,20 @@ default_config = dict(
         # reference), 'replay_buffer' (the whole RL buffer) or 'rl_batch' (the RL batch itself)
         context_source="encoder_buffer",
     ),
+    # ours: observations as images instead of the state (docs/pixels.md)
+    pixels=dict(
+        enabled=False,
+        size=64,  # pixels per side of each frame
+        grayscale=False,  # one channel per frame instead of RGB
+        frame_stack=3,  # frames per observation, the newest last
+        camera=None,  # a camera of the MuJoCo model; None: the family's own view
+        augment=True,  # DrQ's random shift of every image in the RL batch and the context
+        augment_pad=4,  # the shift's largest offset, in pixels
+        conv_layers=4,  # 3x3 convolutions of the trunk, the first of stride 2
+        conv_filters=32,  # channels of each convolution
+        feature_dim=50,  # the trunk's output: Linear -> LayerNorm -> tanh
+        encoder_tau=0.05,  # Polyak rate of the target V's copy of the trunk (SAC-AE)
+    ),
     util_params=dict(
         base_log_dir="output",
         use_gpu=True,  # falls back to the CPU with a warning when CUDA is not available

@@ -159,22 +159,32 @@ class FrameRecorder:
     and table) is filmed by it, turned upright when the camera hangs upside down
     (`camera_upside_down`, as Meta-World's corner cameras do); otherwise a camera tracks
     body 1 (the torso of every other MuJoCo family here) from the side, so the walker stays
-    in view. A family whose model changes (a Meta-World slot switching class) is followed:
-    the renderer is made again for the new model. Call `close()` (or use `with`) to free the
-    GL context.
+    in view. `camera` names another camera of the model instead; `sites=False` hides every
+    site (pixel observations: Meta-World marks goals with sites). A family whose model
+    changes (a Meta-World slot switching class) is followed: the renderer is made again for
+    the new model. Call `close()` (or use `with`) to free the GL context.
     """
 
-    def __init__(self, env: gym.Env, width: int = 320, height: int = 240):
+    def __init__(
+        self,
+        env: gym.Env,
+        width: int = 320,
+        height: int = 240,
+        camera: str | None = None,
+        sites: bool = True,
+    ):
         mujoco_env = env.unwrapped
         if not isinstance(getattr(mujoco_env, "model", None), mujoco.MjModel):
             raise TypeError(
                 f"{type(mujoco_env).__name__} is not a MuJoCo env; "
                 "point robots are drawn with draw_point_robot_picture"
             )
-        if width % 2 or height % 2:
-            raise ValueError(f"H.264 video needs an even width and height, got {width}x{height}")
         _use_gl_backend()
         self._env = mujoco_env
+        self._camera_name = camera
+        self._option = mujoco.MjvOption()
+        if not sites:
+            self._option.sitegroup[:] = 0
         self._size = (height, width)
         self.fps = max(1, round(1.0 / mujoco_env.dt))
         self.frames: list[np.ndarray] = []
@@ -189,8 +199,13 @@ class FrameRecorder:
         self._renderer = mujoco.Renderer(model, *self._size)
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
-        name = getattr(self._env, "camera_name", None)
+        name = self._camera_name or getattr(self._env, "camera_name", None)
         if name is not None:
+            if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, name) < 0:
+                cameras = [model.camera(i).name for i in range(model.ncam)]
+                raise ValueError(
+                    f"no camera '{name}' in the model (its cameras: {', '.join(cameras) or 'none'})"
+                )
             self._camera = name
             return
         self._camera = mujoco.MjvCamera()
@@ -207,7 +222,7 @@ class FrameRecorder:
             # Centre on the body's centre of mass now: MuJoCo's tracking camera would only
             # glide towards it (a filter), lagging after a reset or a fast start.
             self._camera.lookat[:] = self._env.data.subtree_com[self._camera.trackbodyid]
-        self._renderer.update_scene(self._env.data, self._camera)
+        self._renderer.update_scene(self._env.data, self._camera, scene_option=self._option)
         frame = self._renderer.render()
         if getattr(self._env, "camera_upside_down", False):
             frame = frame[::-1, ::-1]  # a half turn: the camera's up axis points down

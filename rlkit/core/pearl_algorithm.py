@@ -25,6 +25,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -38,11 +39,16 @@ from rlkit.core.checkpoint import (
 )
 from rlkit.core.logger import RunLogger
 from rlkit.core.progress import progress_bar
-from rlkit.data_management.multitask_replay_buffer import MultiTaskReplayBuffer
+from rlkit.data_management.multitask_replay_buffer import (
+    FrameReplayBuffer,
+    MultiTaskReplayBuffer,
+)
 from rlkit.data_management.path import Path
+from rlkit.envs.pixels import PixelObservations
 from rlkit.samplers.online_adaptation import adapt_online, context_from
 from rlkit.samplers.rollout import rollout
 from rlkit.torch.pearl_trainer import PEARLTrainer, RLBatch
+from rlkit.torch.pixels import PixelContext
 
 TRAINING_STAT_KEYS = (
     ["Z mean train", "Z variance train", "KL Divergence", "KL Loss"]
@@ -63,6 +69,7 @@ LOSS_OF_OPTIMIZER = {
     "context_optimizer": "KL Loss",
     "vf_optimizer": "VF Loss",
     "policy_optimizer": "Policy Loss",
+    "trunk_optimizer": "QF Loss",
 }
 NO_BAD_STEP = 2**62
 # env slots one collection phase may step together (each slot holds its own env)
@@ -172,11 +179,18 @@ class PEARLAlgorithm:
         obs_dim = int(np.prod(probe.observation_space.shape))
         action_dim = int(np.prod(probe.action_space.shape))
         # separate buffers: the RL batch and the encoder's context
-        self.replay_buffer = MultiTaskReplayBuffer(
-            replay_buffer_size, obs_dim, action_dim, self.train_tasks
+        if isinstance(probe, PixelObservations):  # frames stored once, stacks rebuilt
+            frame_shape = (probe.frame_channels, *probe.observation_space.shape[1:])
+            make_buffer = partial(
+                FrameReplayBuffer, frame_shape=frame_shape, frame_stack=probe.frame_stack
+            )
+        else:
+            make_buffer = partial(MultiTaskReplayBuffer, obs_dim=obs_dim)
+        self.replay_buffer = make_buffer(
+            replay_buffer_size, action_dim=action_dim, tasks=self.train_tasks
         )
-        self.enc_replay_buffer = MultiTaskReplayBuffer(
-            replay_buffer_size, obs_dim, action_dim, self.train_tasks
+        self.enc_replay_buffer = make_buffer(
+            replay_buffer_size, action_dim=action_dim, tasks=self.train_tasks
         )
         self._next_data_file = 0  # the number of the next buffer data file (checkpoints)
         self.n_env_steps_total = 0
@@ -207,6 +221,9 @@ class PEARLAlgorithm:
         self._step_index = torch.zeros((), dtype=torch.int64, device=self.device)
         for attribute, loss in LOSS_OF_OPTIMIZER.items():
             index = LOSSES.index(loss)
+            optimizer = getattr(self.trainer, attribute, None)
+            if optimizer is None:  # the trunk's, in a state run
+                continue
 
             def check(optimizer, _args, _kwargs, index=index):
                 grads = [p.grad for g in optimizer.param_groups for p in g["params"]]
@@ -217,7 +234,7 @@ class PEARLAlgorithm:
                 step = torch.where(torch.isfinite(total), NO_BAD_STEP, self._step_index)
                 self._first_bad_step[index] = torch.minimum(self._first_bad_step[index], step)
 
-            getattr(self.trainer, attribute).register_step_pre_hook(check)
+            optimizer.register_step_pre_hook(check)
 
     def _check_finite(self) -> None:
         """Raise TrainingDiverged naming the first loss that went bad in this iteration (ties:
@@ -265,9 +282,17 @@ class PEARLAlgorithm:
             batch = buffer.random_batch(tasks, self.embedding_batch_size, self.rng)
         return self._context_of(batch)
 
-    def _context_of(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
-        """The encoder's input made of a buffer batch's transitions."""
+    def _context_of(self, batch: dict[str, np.ndarray]) -> torch.Tensor | PixelContext:
+        """The encoder's input made of a buffer batch's transitions (a pixel run's frames go
+        to the agent's trunk as they are)."""
         rewards = batch["sparse_rewards"] if self.sparse_rewards else batch["rewards"]
+        if batch["observations"].dtype == np.uint8:
+            next_obs = batch["next_observations"] if self.use_next_obs_in_context else None
+            return PixelContext(
+                self._to_torch(batch["observations"]),
+                self._to_torch(np.concatenate([batch["actions"], rewards[..., None]], -1)),
+                None if next_obs is None else self._to_torch(next_obs),
+            )
         context = context_from(
             batch["observations"],
             batch["actions"],

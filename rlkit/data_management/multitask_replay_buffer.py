@@ -57,21 +57,28 @@ class MultiTaskReplayBuffer:
         self.max_size = int(max_size)
         self.tasks = [int(t) for t in tasks]
         self._row = {task: i for i, task in enumerate(self.tasks)}
-        self._dims = {
-            "observations": obs_dim,
-            "actions": action_dim,
-            "rewards": 0,
-            "sparse_rewards": 0,
-            "next_observations": obs_dim,
-            "terminals": 0,
-        }
-        # float32 fields
-        self.bytes_per_transition = 4 * sum(max(dim, 1) for dim in self._dims.values())
+        self._fields = self._field_layout(obs_dim, action_dim)
+        self.fields = tuple(self._fields)
+        self.bytes_per_transition = sum(
+            int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in self._fields.values()
+        )
         if chunk_len is None:
             chunk_len = CHUNK_BYTES // (self.bytes_per_transition * max(len(self.tasks), 1))
         self.chunk_len = max(1, min(self.max_size, int(chunk_len)))
         self._chunks: list[dict[str, np.ndarray]] = []
         self._reset()
+
+    def _field_layout(self, obs_dim, action_dim) -> dict[str, tuple[tuple, type]]:
+        """Each stored field's shape per position and its dtype."""
+        dims = {
+            "observations": (obs_dim,),
+            "actions": (action_dim,),
+            "rewards": (),
+            "sparse_rewards": (),
+            "next_observations": (obs_dim,),
+            "terminals": (),
+        }
+        return {name: (dims[name], np.float32) for name in FIELDS}
 
     def _reset(self) -> None:
         n = len(self.tasks)
@@ -99,12 +106,13 @@ class MultiTaskReplayBuffer:
     def _new_chunk(self) -> dict[str, np.ndarray]:
         length = min(self.chunk_len, self.max_size - len(self._chunks) * self.chunk_len)
         chunk = {}
-        for name, dim in self._dims.items():
-            shape = (len(self.tasks), length, dim) if dim else (len(self.tasks), length)
+        for name, (field_shape, dtype) in self._fields.items():
+            shape = (len(self.tasks), length, *field_shape)
             count = int(np.prod(shape))
+            itemsize = np.dtype(dtype).itemsize
             # zero-filled, backed by memory only where written, no swap reserved up front
-            memory = mmap.mmap(-1, max(4 * count, 1), flags=MAP_FLAGS)
-            chunk[name] = np.frombuffer(memory, dtype=np.float32, count=count).reshape(shape)
+            memory = mmap.mmap(-1, max(itemsize * count, 1), flags=MAP_FLAGS)
+            chunk[name] = np.frombuffer(memory, dtype=dtype, count=count).reshape(shape)
         return chunk
 
     def _pieces(self, start: int, n: int):
@@ -124,34 +132,38 @@ class MultiTaskReplayBuffer:
         self._chunk(0)  # the first chunk fixes chunk_len
         for k, offset, done, length in self._pieces(start, n):
             chunk = self._chunk(k)
-            for name in FIELDS:
+            for name in self.fields:
                 chunk[name][row, offset : offset + length] = values[name][done : done + length]
 
-    def _gather(self, rows: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
-        """Each field at positions idx (tasks, batch) of the tasks' rows (tasks,)."""
+    def _gather(
+        self, rows: np.ndarray, idx: np.ndarray, names: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Each field (or those `names`) at positions idx (tasks, batch[, ...]) of the tasks'
+        rows (tasks,)."""
+        names = self.fields if names is None else names
         k, offset = np.divmod(idx, self.chunk_len)
-        rows = np.broadcast_to(rows[:, None], idx.shape)
+        rows = np.broadcast_to(rows.reshape(-1, *[1] * (idx.ndim - 1)), idx.shape)
         if len(self._chunks) == 1:
-            return self._take(0, rows * self._chunks[0]["rewards"].shape[1] + offset)
+            return self._take(0, rows * self._chunks[0]["rewards"].shape[1] + offset, names)
         out = {
-            name: np.empty(idx.shape + self._chunks[0][name].shape[2:], dtype=np.float32)
-            for name in FIELDS
+            name: np.empty(idx.shape + self._chunks[0][name].shape[2:], self._fields[name][1])
+            for name in names
         }
         for chunk_index in np.unique(k):
             where = k == chunk_index
             length = self._chunks[chunk_index]["rewards"].shape[1]
-            values = self._take(chunk_index, rows[where] * length + offset[where])
-            for name in FIELDS:
+            values = self._take(chunk_index, rows[where] * length + offset[where], names)
+            for name in names:
                 out[name][where] = values[name]
         return out
 
-    def _take(self, k: int, flat_idx: np.ndarray) -> dict[str, np.ndarray]:
+    def _take(self, k: int, flat_idx: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         """Each field of chunk k at flat indices task row * chunk length + offset (np.take on
         the (tasks * length, dim) view: a third faster than indexing with rows and offsets)."""
         chunk = self._chunks[k]
         return {
             name: np.take(chunk[name].reshape(-1, *chunk[name].shape[2:]), flat_idx, axis=0)
-            for name in FIELDS
+            for name in names
         }
 
     def _rows(self, tasks) -> np.ndarray:
@@ -163,14 +175,21 @@ class MultiTaskReplayBuffer:
     # ----------------------------------------------------------------- adding
     def add_path(self, task: int, path: Path) -> None:
         """Append every transition of `path`, its last one included."""
-        (row,) = self._rows(task)
-        n = len(path)
-        if n == 0:
+        if len(path) == 0:
             return
+        self._add(task, self._positions_of(path))
+
+    def _positions_of(self, path: Path) -> dict[str, np.ndarray]:
+        """What `path` writes into consecutive positions: each field (n[, ...])."""
+        return {name: getattr(path, name) for name in FIELDS}
+
+    def _add(self, task: int, values: dict[str, np.ndarray]) -> None:
+        (row,) = self._rows(task)
+        n = len(values["rewards"])
         if n > self.max_size:
             raise ValueError(f"a path of {n} transitions does not fit a buffer of {self.max_size}")
         top = int(self._top[row])
-        self._write(row, top, {name: getattr(path, name) for name in FIELDS})
+        self._write(row, top, values)
         overwritten = max(0, int(self._size[row]) + n - self.max_size)
         self._top[row] = (top + n) % self.max_size
         self._size[row] = min(self.max_size, self._size[row] + n)
@@ -281,7 +300,7 @@ class MultiTaskReplayBuffer:
             [(start + np.arange(length)) % self.max_size for _, start, length in table]
         )
         values = self._gather(rows, idx[:, None])
-        content = {name: torch.from_numpy(values[name][:, 0]) for name in FIELDS}
+        content = {name: torch.from_numpy(values[name][:, 0]) for name in self.fields}
         content["segments"] = torch.tensor(table, dtype=torch.int64).reshape(-1, 3)
         return content
 
@@ -352,7 +371,7 @@ class MultiTaskReplayBuffer:
                 self._write(
                     row,
                     seg_start,
-                    {name: content[name][begin : begin + n].numpy() for name in FIELDS},
+                    {name: content[name][begin : begin + n].numpy() for name in self.fields},
                 )
             offset += length
 
@@ -360,7 +379,105 @@ class MultiTaskReplayBuffer:
         """The single-file checkpoint's transitions: task by task, positions [0, size)."""
         for row, size in enumerate(self._size.tolist()):
             if size:
-                self._write(row, 0, {name: data[name][row].numpy() for name in FIELDS})
+                self._write(row, 0, {name: data[name][row].numpy() for name in self.fields})
             full = size == self.max_size
             top = int(self._top[row]) if full else 0
             self._add_segment(row, top, size, 0)
+
+
+class FrameReplayBuffer(MultiTaskReplayBuffer):
+    """The replay buffer of a pixel run: each frame stored once, as uint8; observations, next
+    observations and their frame stacks rebuilt at sample time.
+
+    A trajectory of n transitions takes n + 1 positions: position t holds the newest frame of
+    o_t with a_t, r_t and the rest of transition t, and the last one the newest frame of the
+    final o_n (a pad: `valid` 0, never sampled). `steps` holds t, so that the stack of o_t is
+    the frames at positions p - min(t, k - 1 - j), j = 0..k-1 (the first frame repeated
+    before the trajectory's start, as the env stacks it at a reset) and o_{t+1}'s stack the
+    same from p + 1. A transition whose stack reaches back past the oldest stored position
+    (its trajectory's start overwritten by the FIFO) is not sampled either: at most k - 1 per
+    task, all at the start of the oldest trajectory. Sampling draws positions uniformly and
+    draws again in place of those that are not transitions; what it returns is what the env
+    gave: observations and next_observations (tasks, batch, k * channels, size, size) uint8.
+    Checkpoints save the positions' fields as for state runs, frames as uint8.
+    """
+
+    def __init__(
+        self,
+        max_size: int,
+        frame_shape: tuple[int, int, int],
+        frame_stack: int,
+        action_dim: int,
+        tasks: Sequence[int],
+        chunk_len: int | None = None,
+    ):
+        self.frame_shape = tuple(int(d) for d in frame_shape)  # (channels, size, size)
+        self.frame_stack = int(frame_stack)
+        super().__init__(max_size, 0, action_dim, tasks, chunk_len)
+
+    def _field_layout(self, obs_dim, action_dim) -> dict[str, tuple[tuple, type]]:
+        return {
+            "frames": (self.frame_shape, np.uint8),
+            "actions": ((action_dim,), np.float32),
+            "rewards": ((), np.float32),
+            "sparse_rewards": ((), np.float32),
+            "terminals": ((), np.float32),
+            "steps": ((), np.float32),
+            "valid": ((), np.float32),
+        }
+
+    def _positions_of(self, path: Path) -> dict[str, np.ndarray]:
+        n, channels = len(path), self.frame_shape[0]
+        newest = np.concatenate([path.observations, path.next_observations[-1:]])[:, -channels:]
+        values = {"frames": newest.reshape(n + 1, *self.frame_shape)}
+        for name in ("actions", "rewards", "sparse_rewards", "terminals"):
+            array = getattr(path, name)
+            values[name] = np.concatenate([array, np.zeros_like(array[:1])])
+        values["steps"] = np.arange(n + 1, dtype=np.float32)
+        values["valid"] = (np.arange(n + 1) < n).astype(np.float32)
+        return values
+
+    def random_batch(
+        self, tasks, batch_size: int, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
+        """Uniform transitions with replacement: observations and next_observations (tasks,
+        batch_size, k * channels, size, size) uint8, the other fields (tasks, batch_size[,
+        dim])."""
+        rows = self._rows(tasks)
+        self._check_nonempty(rows)
+        sizes = self._size[rows, None]
+        idx = (rng.random((rows.size, batch_size)) * sizes).astype(np.int64)
+        while True:
+            bad = ~self._sampleable(rows, idx)
+            if not bad.any():
+                break
+            redraw = rng.random(int(bad.sum())) * np.broadcast_to(sizes, idx.shape)[bad]
+            idx[bad] = redraw.astype(np.int64)
+        batch = self._gather(rows, idx, ("actions", "rewards", "sparse_rewards", "terminals"))
+        steps = self._gather(rows, idx, ("steps",))["steps"].astype(np.int64)
+        batch["observations"] = self._stacks(rows, idx, steps)
+        batch["next_observations"] = self._stacks(rows, (idx + 1) % self.max_size, steps + 1)
+        return batch
+
+    def _oldest(self, rows: np.ndarray) -> np.ndarray:
+        """The oldest stored position of each row: top once the ring is full, else 0."""
+        return np.where(self._size[rows] == self.max_size, self._top[rows], 0)
+
+    def _sampleable(self, rows: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Whether each position idx (tasks, batch) is a transition whose frame stack is
+        still stored."""
+        fields = self._gather(rows, idx, ("valid", "steps"))
+        age = (idx - self._oldest(rows)[:, None]) % self.max_size
+        reach = np.minimum(fields["steps"].astype(np.int64), self.frame_stack - 1)
+        return (fields["valid"] > 0) & (reach <= age)
+
+    def _stacks(self, rows: np.ndarray, idx: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """The frame stacks ending at positions idx (tasks, batch) whose steps in their
+        trajectory are `steps`: (tasks, batch, k * channels, size, size)."""
+        back = np.arange(self.frame_stack - 1, -1, -1)  # oldest frame first
+        positions = (idx[..., None] - np.minimum(steps[..., None], back)) % self.max_size
+        frames = self._gather(rows, positions, ("frames",))["frames"]
+        return frames.reshape(*idx.shape, -1, *self.frame_shape[1:])
+
+    def random_sequences(self, tasks, batch_size: int, rng: np.random.Generator):
+        raise NotImplementedError("pixel runs use the MLP encoder: no ordered trajectories")

@@ -40,6 +40,11 @@ POSITIVE = {
     "algo_params.update_post_train",
     "algo_params.replay_buffer_size",
     "util_params.snapshot_gap",
+    "pixels.size",
+    "pixels.frame_stack",
+    "pixels.conv_layers",
+    "pixels.conv_filters",
+    "pixels.feature_dim",
 }
 NON_NEGATIVE = {
     "algo_params.num_initial_steps",
@@ -53,6 +58,7 @@ NON_NEGATIVE = {
     "algo_params.kl_lambda",
     "util_params.gpu_id",
     "util_params.seed",
+    "pixels.augment_pad",
 }
 STRICTLY_POSITIVE_FLOATS = {
     "algo_params.policy_lr",
@@ -60,12 +66,13 @@ STRICTLY_POSITIVE_FLOATS = {
     "algo_params.vf_lr",
     "algo_params.context_lr",
     "algo_params.soft_target_tau",
+    "pixels.encoder_tau",
 }
-UNIT_INTERVAL = {"algo_params.discount", "algo_params.soft_target_tau"}
+UNIT_INTERVAL = {"algo_params.discount", "algo_params.soft_target_tau", "pixels.encoder_tau"}
 SNAPSHOT_MODES = ("last", "all", "gap", "gap_and_last", "none")
 CONTEXT_SOURCES = ("encoder_buffer", "replay_buffer", "rl_batch")
 # keys whose default is None and the type they take otherwise
-OPTIONAL = {"path_to_weights": str, "util_params.seed": int}
+OPTIONAL = {"path_to_weights": str, "util_params.seed": int, "pixels.camera": str}
 # what `--resume` may change: the run's length and the machine it runs on
 RESUMABLE = (
     "algo_params.num_iterations",
@@ -303,6 +310,7 @@ def validate(variant: dict, where: str) -> None:
             f"{where}: algo_params.context_source 'rl_batch' needs the MLP encoder: the RL "
             "batch is unordered transitions and the recurrent encoder reads whole trajectories"
         )
+    _validate_pixels(variant, where)
     mode = variant["util_params"]["snapshot_mode"]
     if mode not in SNAPSHOT_MODES:
         raise ConfigError(
@@ -312,6 +320,31 @@ def validate(variant: dict, where: str) -> None:
     weights = variant["path_to_weights"]
     if weights is not None and not Path(weights).is_dir():
         raise ConfigError(f"{where}: path_to_weights: no such folder '{weights}'")
+
+
+def _validate_pixels(variant: dict, where: str) -> None:
+    from rlkit.torch.pixels import conv_output_side
+
+    pixels = variant["pixels"]
+    if not pixels["enabled"]:
+        return
+    if conv_output_side(pixels["size"], pixels["conv_layers"]) < 1:
+        raise ConfigError(
+            f"{where}: pixels.size {pixels['size']} is too small for {pixels['conv_layers']} "
+            "conv layers (3x3, the first of stride 2): the last one would have no pixel left"
+        )
+    if pixels["augment"] and 2 * pixels["augment_pad"] >= pixels["size"]:
+        raise ConfigError(
+            f"{where}: pixels.augment_pad {pixels['augment_pad']} shifts a "
+            f"{pixels['size']}-pixel image by half its side or more"
+        )
+    if variant["algo_params"]["recurrent"]:
+        raise ConfigError(
+            f"{where}: pixels.enabled with algo_params.recurrent: the recurrent encoder reads "
+            "whole trajectories, which pixel runs do not keep in order; use the MLP encoder"
+        )
+    if variant["util_params"]["cuda_graph"]:
+        raise ConfigError(f"{where}: util_params.cuda_graph does not capture pixel runs yet")
 
 
 def check_task_counts(variant: dict, env, where: str) -> None:

@@ -10,6 +10,7 @@ import warnings
 from functools import partial
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -22,12 +23,15 @@ from rlkit.core.checkpoint import (
 from rlkit.core.logger import RunLogger, create_run_dir, library_versions
 from rlkit.core.pearl_algorithm import PEARLAlgorithm, TrainingDiverged
 from rlkit.envs import ENVS
+from rlkit.envs.pixels import PixelError, PixelObservations
 from rlkit.envs.wrappers import NormalizedBoxEnv
 from rlkit.launchers.config import ConfigError, check_output_folder, check_task_counts
+from rlkit.render import RenderError
 from rlkit.torch.agent import PEARLAgent
 from rlkit.torch.cuda_graph import GraphedPEARLTrainer
 from rlkit.torch.networks import Mlp, MlpEncoder, RecurrentEncoder, TanhGaussianPolicy
 from rlkit.torch.pearl_trainer import PEARLTrainer
+from rlkit.torch.pixels import ConvTrunk
 from rlkit.torch.pytorch_util import keep_freed_host_memory, select_device
 
 ENCODER_HIDDEN = [200, 200, 200]
@@ -44,8 +48,28 @@ class RunStopped(Exception):
         self.exit_code = exit_code
 
 
-def make_env(variant: dict) -> NormalizedBoxEnv:
-    return NormalizedBoxEnv(ENVS[variant["env_name"]](**variant["env_params"]))
+def make_env(variant: dict) -> gym.Env:
+    """The family's env acting in [-1, 1]^d; observed as frame stacks with `pixels.enabled`."""
+    env = NormalizedBoxEnv(ENVS[variant["env_name"]](**variant["env_params"]))
+    pixels = variant["pixels"]
+    if not pixels["enabled"]:
+        return env
+    return PixelObservations(
+        env, pixels["size"], pixels["frame_stack"], pixels["grayscale"], pixels["camera"]
+    )
+
+
+def build_trunk(variant: dict) -> ConvTrunk:
+    """A pixel run's convolutional trunk, for its frame stacks."""
+    pixels = variant["pixels"]
+    channels = pixels["frame_stack"] * (1 if pixels["grayscale"] else 3)
+    return ConvTrunk(
+        channels,
+        pixels["size"],
+        pixels["conv_layers"],
+        pixels["conv_filters"],
+        pixels["feature_dim"],
+    )
 
 
 def build_networks(variant: dict, obs_dim: int, action_dim: int) -> dict[str, torch.nn.Module]:
@@ -67,19 +91,24 @@ def build_networks(variant: dict, obs_dim: int, action_dim: int) -> dict[str, to
 
 
 WEIGHT_NAMES = ("context_encoder", "policy", "qf1", "qf2", "vf", "target_vf")
+PIXEL_WEIGHT_NAMES = ("trunk", "target_trunk")
 
 
 def build_trainer(
     variant: dict, obs_dim: int, action_dim: int, trainer_class: type | None = None
 ) -> PEARLTrainer:
-    """The networks and their trainer (`trainer_class`, default PEARLTrainer)."""
+    """The networks and their trainer (`trainer_class`, default PEARLTrainer). In a pixel run
+    the networks read the trunk's features instead of the `obs_dim` numbers of a frame stack."""
     algo = variant["algo_params"]
-    nets = build_networks(variant, obs_dim, action_dim)
+    pixels = variant["pixels"]
+    trunk = build_trunk(variant) if pixels["enabled"] else None
+    nets = build_networks(variant, obs_dim if trunk is None else trunk.feature_dim, action_dim)
     agent = PEARLAgent(
         variant["latent_size"],
         nets["context_encoder"],
         nets["policy"],
         use_information_bottleneck=algo["use_information_bottleneck"],
+        trunk=trunk,
     )
     return (trainer_class or PEARLTrainer)(
         agent,
@@ -94,11 +123,16 @@ def build_trainer(
         reward_scale=algo["reward_scale"],
         discount=algo["discount"],
         soft_target_tau=algo["soft_target_tau"],
+        encoder_tau=pixels["encoder_tau"],
+        augment_pad=pixels["augment_pad"] if pixels["augment"] else 0,
     )
 
 
-def weight_files(folder: str) -> dict[str, Path]:
-    return {name: Path(folder) / f"{name}.pth" for name in WEIGHT_NAMES}
+def weight_files(folder: str, variant: dict) -> dict[str, Path]:
+    """The state dict files path_to_weights holds: the six networks, and a pixel run's trunk
+    and target trunk."""
+    names = WEIGHT_NAMES + (PIXEL_WEIGHT_NAMES if variant["pixels"]["enabled"] else ())
+    return {name: Path(folder) / f"{name}.pth" for name in names}
 
 
 def load_network(net: torch.nn.Module, path: Path, name: str) -> None:
@@ -114,9 +148,9 @@ def load_network(net: torch.nn.Module, path: Path, name: str) -> None:
         raise ConfigError(f"{path}: does not fit the config's {name} ({detail})") from None
 
 
-def load_weights(trainer: PEARLTrainer, folder: str) -> None:
-    """Start the six networks from the NAME.pth state dicts in `folder`."""
-    files = weight_files(folder)
+def load_weights(trainer: PEARLTrainer, folder: str, variant: dict) -> None:
+    """Start the networks from the NAME.pth state dicts in `folder`."""
+    files = weight_files(folder, variant)
     for name, net in trainer.networks.items():
         load_network(net, files[name], name)
 
@@ -125,16 +159,21 @@ def check_run_inputs(variant: dict, where: str) -> dict:
     """Checks that need the env (task counts) or the start weights, and fills in the seed."""
     try:
         env = make_env(variant)
+    except PixelError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    except RenderError as err:  # no offscreen OpenGL for a MuJoCo family's frames
+        raise ConfigError(f"{where}: pixels.enabled: {err}") from None
     except ValueError as err:  # a family's own check of its env_params
         raise ConfigError(f"{where}: env_params: {err}") from None
     check_task_counts(variant, env, where)
     if variant["path_to_weights"] is not None:
-        for path in weight_files(variant["path_to_weights"]).values():
+        for path in weight_files(variant["path_to_weights"], variant).values():
             if not path.is_file():
                 raise ConfigError(f"{where}: path_to_weights: {path} is missing")
         obs_dim = int(np.prod(env.observation_space.shape))
         action_dim = int(np.prod(env.action_space.shape))
-        load_weights(build_trainer(variant, obs_dim, action_dim), variant["path_to_weights"])
+        trainer = build_trainer(variant, obs_dim, action_dim)
+        load_weights(trainer, variant["path_to_weights"], variant)
     env.close()
     util = variant["util_params"]
     if util["seed"] is None:
@@ -192,7 +231,7 @@ def build_algorithm(variant: dict, logger: RunLogger, device: torch.device) -> P
             )
     trainer = build_trainer(variant, obs_dim, action_dim, trainer_class)
     if variant["path_to_weights"] is not None:
-        load_weights(trainer, variant["path_to_weights"])
+        load_weights(trainer, variant["path_to_weights"], variant)
     for net in trainer.networks.values():
         net.to(device)
     return PEARLAlgorithm(

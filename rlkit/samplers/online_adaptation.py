@@ -15,6 +15,7 @@ import torch
 from rlkit.data_management.path import Path
 from rlkit.samplers.rollout import rollout
 from rlkit.torch.agent import PEARLAgent
+from rlkit.torch.pixels import PixelContext
 
 
 def context_from(obs, actions, rewards, next_obs, use_next_obs: bool) -> np.ndarray:
@@ -35,10 +36,38 @@ def concat_paths(paths: Sequence[Path]) -> Path:
     )
 
 
+def _padded(arrays: Sequence[np.ndarray], longest: int) -> np.ndarray:
+    """The arrays (n_i, ...) right-padded with zeros to (len(arrays), longest, ...)."""
+    out = np.zeros((len(arrays), longest, *arrays[0].shape[1:]), dtype=arrays[0].dtype)
+    for i, array in enumerate(arrays):
+        out[i, : len(array)] = array
+    return out
+
+
 def path_context(
     paths: Sequence[Path], sparse_rewards: bool, use_next_obs: bool, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded contexts (slots, longest, context_dim) of the paths, and their lengths."""
+) -> tuple[torch.Tensor | PixelContext, torch.Tensor]:
+    """Right-padded contexts (slots, longest, context_dim) of the paths, and their lengths; a
+    pixel run's PixelContext, its frames padded the same way."""
+    lengths = np.array([len(p) for p in paths], dtype=np.int64)
+    longest = int(lengths.max())
+    if paths[0].observations.dtype == np.uint8:
+
+        def tensor(arrays):
+            return torch.from_numpy(_padded(arrays, longest)).to(device)
+
+        numbers = [
+            np.concatenate(
+                [p.actions, (p.sparse_rewards if sparse_rewards else p.rewards)[:, None]], -1
+            ).astype(np.float32)
+            for p in paths
+        ]
+        context = PixelContext(
+            tensor([p.observations for p in paths]),
+            tensor(numbers),
+            tensor([p.next_observations for p in paths]) if use_next_obs else None,
+        )
+        return context, torch.from_numpy(lengths).to(device)
     rows = [
         context_from(
             p.observations,
@@ -49,11 +78,7 @@ def path_context(
         )
         for p in paths
     ]
-    lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    padded = np.zeros((len(rows), lengths.max(), rows[0].shape[-1]), dtype=np.float32)
-    for i, r in enumerate(rows):
-        padded[i, : len(r)] = r
-    return torch.from_numpy(padded).to(device), torch.from_numpy(lengths).to(device)
+    return torch.from_numpy(_padded(rows, longest)).to(device), torch.from_numpy(lengths).to(device)
 
 
 @torch.no_grad()

@@ -30,10 +30,14 @@ def rollout(
     if slots == 0:
         return []
     device = z.device
-    first = [env.reset()[0] for env in envs]
-    obs_dim = np.asarray(first[0]).size
+    first = [np.asarray(env.reset()[0]) for env in envs]
+    # float32 numbers, or a pixel run's uint8 frame stacks in their shape
+    if first[0].dtype == np.uint8:
+        obs_shape, obs_dtype = first[0].shape, np.uint8
+    else:
+        obs_shape, obs_dtype = (first[0].size,), np.float32
     action_dim = envs[0].action_space.shape[0]
-    observations = np.zeros((slots, max_path_length + 1, obs_dim), dtype=np.float32)
+    observations = np.zeros((slots, max_path_length + 1, *obs_shape), dtype=obs_dtype)
     actions = np.zeros((slots, max_path_length, action_dim), dtype=np.float32)
     rewards = np.zeros((slots, max_path_length), dtype=np.float32)
     sparse = np.zeros((slots, max_path_length), dtype=np.float32)

@@ -2,6 +2,10 @@
 
 Shapes: context (tasks, n, context_dim); posterior mean/var and z (tasks, latent).
 The agent holds no per-rollout state: callers keep the posterior they inferred.
+
+A pixel run's agent also holds the convolutional trunk (rlkit.torch.pixels): its context is a
+PixelContext, turned into rows (features of o, a, r[, features of o']) by the trunk, and its
+policy acts on the trunk's features of the frame stacks.
 """
 
 import torch
@@ -9,6 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rlkit.torch.networks import MlpEncoder, RecurrentEncoder, TanhGaussianPolicy
+from rlkit.torch.pixels import ConvTrunk, PixelContext
 
 MIN_VAR = 1e-7
 
@@ -45,12 +50,19 @@ class PEARLAgent(nn.Module):
         context_encoder: MlpEncoder | RecurrentEncoder,
         policy: TanhGaussianPolicy,
         use_information_bottleneck: bool = True,
+        trunk: ConvTrunk | None = None,
     ):
         super().__init__()
         self.latent_dim = latent_dim
         self.context_encoder = context_encoder
         self.policy = policy
         self.use_ib = use_information_bottleneck
+        self.trunk = trunk
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        """What the policy and critics read of observations: the trunk's features of frame
+        stacks in a pixel run, the observations themselves otherwise."""
+        return obs if self.trunk is None else self.trunk(obs)
 
     @property
     def recurrent(self) -> bool:
@@ -73,6 +85,8 @@ class PEARLAgent(nn.Module):
 
         Returns mean, var (tasks, latent) and the recurrent encoder's state (None for the MLP).
         """
+        if isinstance(context, PixelContext):
+            context = context.rows(self.trunk)
         if self.recurrent:
             params, state = self.context_encoder(context, state, lengths)
             mask = None
@@ -107,6 +121,8 @@ class PEARLAgent(nn.Module):
     def act(self, obs: torch.Tensor, z: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
         """Actions (slots, action_dim) in [-1, 1] for observations and z (slots, ...)."""
         action, *_ = self.policy(
-            torch.cat([obs, z], dim=-1), deterministic=deterministic, with_log_pi=False
+            torch.cat([self.features(obs), z], dim=-1),
+            deterministic=deterministic,
+            with_log_pi=False,
         )
         return action

@@ -11,6 +11,16 @@ The step follows the reference's order exactly (SPEC section 4):
   5. min Q of the *updated* Q functions on the new actions;
      V loss mse(V, min Q - log pi); step V; Polyak-average the target V;
   6. policy loss mean(log pi - min Q) + 1e-3 mean(mu^2) + 1e-3 mean(log_std^2); step the policy.
+
+A pixel run first turns its images into features (rlkit.torch.pixels), then takes the same
+steps: every image of the RL batch and of the context shifted at random (DrQ), o through the
+agent's trunk with gradients, o' through the target trunk without, the context's images
+through the trunk inside the posterior. Q1 and Q2 read o's features with their gradients, so
+the Q loss (and the KL, through z and the context) trains the trunk, stepped with the critics
+at the critics' learning rate; V and the policy read them detached, so their losses leave it
+alone (SAC-AE: actor gradients through the encoder hurt the representation; here the whole
+trunk, its Linear-LayerNorm head included, is kept out of them, one head being shared). The
+target trunk follows the trunk by Polyak averaging at `encoder_tau` when the target V does.
 """
 
 import copy
@@ -24,6 +34,7 @@ from torch import nn
 
 from rlkit.torch.agent import PEARLAgent
 from rlkit.torch.networks import Mlp
+from rlkit.torch.pixels import PixelContext, random_shift
 from rlkit.torch.pytorch_util import soft_update
 
 
@@ -92,6 +103,8 @@ class PEARLTrainer:
         soft_target_tau: float,
         policy_mean_reg_weight: float = 1e-3,
         policy_std_reg_weight: float = 1e-3,
+        encoder_tau: float = 0.05,
+        augment_pad: int = 0,
     ):
         self.agent = agent
         self.qf1, self.qf2, self.vf = qf1, qf2, vf
@@ -110,11 +123,18 @@ class PEARLTrainer:
         self.vf_optimizer = adam(vf.parameters(), lr=vf_lr)
         self.context_optimizer = adam(agent.context_encoder.parameters(), lr=context_lr)
         self._q_params = list(qf1.parameters()) + list(qf2.parameters())
+        # pixel runs: the trunk, its target copy, and the shift of every image
+        self.target_trunk = None if agent.trunk is None else copy.deepcopy(agent.trunk)
+        if agent.trunk is not None:
+            self.target_trunk.requires_grad_(False)
+            self.trunk_optimizer = adam(agent.trunk.parameters(), lr=qf_lr)
+        self.encoder_tau = encoder_tau
+        self.augment_pad = augment_pad
 
     @property
     def networks(self) -> dict[str, nn.Module]:
         """The six networks under their snapshot names."""
-        return OrderedDict(
+        networks = OrderedDict(
             context_encoder=self.agent.context_encoder,
             policy=self.agent.policy,
             qf1=self.qf1,
@@ -122,6 +142,24 @@ class PEARLTrainer:
             vf=self.vf,
             target_vf=self.target_vf,
         )
+        if self.agent.trunk is not None:
+            networks.update(trunk=self.agent.trunk, target_trunk=self.target_trunk)
+        return networks
+
+    def _shift(self, frames: torch.Tensor) -> torch.Tensor:
+        return random_shift(frames, self.augment_pad)
+
+    def _observations(self, batch: RLBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """o and o' as the networks read them, (tasks * batch, dim): the observations
+        themselves, or in a pixel run the trunk's features of the shifted frames (o' through
+        the target trunk, without gradients)."""
+        tasks, b = batch.obs.shape[:2]
+        if self.agent.trunk is None:
+            return batch.obs.reshape(tasks * b, -1), batch.next_obs.reshape(tasks * b, -1)
+        obs = self.agent.trunk(self._shift(batch.obs))
+        with torch.no_grad():
+            next_obs = self.target_trunk(self._shift(batch.next_obs))
+        return obs.reshape(tasks * b, -1), next_obs.reshape(tasks * b, -1)
 
     def _min_q_action_grad_only(self, obs, actions, z) -> torch.Tensor:
         """min(Q1, Q2)(o, a, z) differentiable in `a` only: the policy loss never uses the
@@ -158,21 +196,22 @@ class PEARLTrainer:
         """The step's math and optimizer updates, with no host synchronisation (so that it can
         be captured in a CUDA graph); returns what the statistics and the next chunk need."""
         agent = self.agent
-        tasks, b, _ = batch.obs.shape
+        tasks, b = batch.obs.shape[:2]
+        obs, next_obs = self._observations(batch)
+        if isinstance(context, PixelContext):
+            context = context.map_frames(self._shift)
 
         # 1. posterior and one z per task
         z_mean, z_var, encoder_state = agent.posterior(context, state=encoder_state)
         z = agent.sample_z(z_mean, z_var)
         task_z = z.unsqueeze(1).expand(tasks, b, z.shape[-1]).reshape(tasks * b, -1)
-        obs = batch.obs.reshape(tasks * b, -1)
         actions = batch.actions.reshape(tasks * b, -1)
-        next_obs = batch.next_obs.reshape(tasks * b, -1)
         rewards = batch.rewards.reshape(tasks * b, 1)
         terminals = batch.terminals.reshape(tasks * b, 1)
 
-        # 2. policy on (o, z.detach()), before the Q step
+        # 2. policy on (o, z.detach()), before the Q step; a pixel run's features detached
         new_actions, policy_mean, policy_log_std, log_pi = agent.policy(
-            torch.cat([obs, task_z.detach()], dim=-1)
+            torch.cat([obs.detach(), task_z.detach()], dim=-1)
         )
 
         # 3. critics; the encoder learns only through Q (and the KL). The twins run one after
@@ -181,7 +220,7 @@ class PEARLTrainer:
         # launches it saves
         q1_pred = self.qf1(obs, actions, task_z)
         q2_pred = self.qf2(obs, actions, task_z)
-        v_pred = self.vf(obs, task_z.detach())
+        v_pred = self.vf(obs.detach(), task_z.detach())
         with torch.no_grad():
             target_v = self.target_vf(next_obs, task_z)
 
@@ -196,19 +235,25 @@ class PEARLTrainer:
         self.context_optimizer.zero_grad(set_to_none=True)
         self.qf1_optimizer.zero_grad(set_to_none=True)
         self.qf2_optimizer.zero_grad(set_to_none=True)
+        if agent.trunk is not None:
+            self.trunk_optimizer.zero_grad(set_to_none=True)
         (kl_loss + qf_loss).backward()
         self.qf1_optimizer.step()
         self.qf2_optimizer.step()
         self.context_optimizer.step()
+        if agent.trunk is not None:
+            self.trunk_optimizer.step()
 
         # 5. V step against the updated critics
-        min_q_new_actions = self._min_q_action_grad_only(obs, new_actions, task_z.detach())
+        min_q_new_actions = self._min_q_action_grad_only(obs.detach(), new_actions, task_z.detach())
         v_target = min_q_new_actions - log_pi
         vf_loss = torch.mean((v_pred - v_target.detach()) ** 2)
         self.vf_optimizer.zero_grad(set_to_none=True)
         vf_loss.backward()
         self.vf_optimizer.step()
         soft_update(self.vf, self.target_vf, self.soft_target_tau)
+        if agent.trunk is not None:
+            soft_update(agent.trunk, self.target_trunk, self.encoder_tau)
 
         # 6. policy step
         policy_loss = (log_pi - min_q_new_actions).mean()
