@@ -243,6 +243,20 @@ class FrameRecorder:
         self.close()
 
 
+def agent_view(env, height: int) -> np.ndarray:
+    """What a pixel run's agent sees now (PixelObservations' newest frame), scaled up by
+    repeating pixels to at most `height` rows and centred on a black (height, side, 3) frame
+    of an even side; grayscale shown as grey."""
+    frame = env.newest_frame()  # (size, size, 3) uint8
+    scale = max(1, height // frame.shape[0])
+    big = frame.repeat(scale, axis=0).repeat(scale, axis=1)[:height]
+    side = big.shape[1] + big.shape[1] % 2
+    out = np.zeros((height, side, 3), dtype=np.uint8)
+    top = (height - big.shape[0]) // 2
+    out[top : top + big.shape[0], : big.shape[1]] = big
+    return out
+
+
 def write_mp4(frames: Iterable[np.ndarray], path: str | os.PathLike, fps: int) -> Path:
     """Encode (H, W, 3) uint8 frames of one even size as H.264 / yuv420p MP4 (what players open).
 

@@ -133,6 +133,11 @@ class PixelObservations(gym.Wrapper):
             return np.rint(luma).astype(np.uint8)[None]
         return np.ascontiguousarray(rgb.transpose(2, 0, 1))
 
+    def newest_frame(self) -> np.ndarray:
+        """The newest frame of the observation as a (size, size, 3) uint8 picture."""
+        frame = self._frames[-1].transpose(1, 2, 0)
+        return np.repeat(frame, 3, axis=2) if self.grayscale else frame
+
     def _observation(self) -> np.ndarray:
         return np.concatenate(self._frames, axis=0)
 

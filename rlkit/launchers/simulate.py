@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlkit.data_management.path import Path as Trajectory
 from rlkit.launchers.config import ConfigError, load_config, validate
 from rlkit.launchers.launcher import build_trainer, load_network, make_env
 from rlkit.samplers.online_adaptation import adapt_online
@@ -29,9 +30,11 @@ def run_variant(config: str | None, run_dir: Path) -> dict:
     return variant
 
 
-def snapshot_paths(run_dir: Path, itr: int | None) -> dict[str, Path]:
-    """The state dicts to load: NAME_itr_K.pth for `itr`, else NAME.pth, else the latest
-    numbered snapshot."""
+def snapshot_paths(
+    run_dir: Path, itr: int | None, names: tuple[str, ...] = NETWORKS
+) -> dict[str, Path]:
+    """The state dicts of `names` to load: NAME_itr_K.pth for `itr`, else NAME.pth, else the
+    latest numbered snapshot."""
     numbered = sorted(
         int(m.group(1))
         for p in run_dir.glob("policy_itr_*.pth")
@@ -50,7 +53,7 @@ def snapshot_paths(run_dir: Path, itr: int | None) -> dict[str, Path]:
         raise ConfigError(
             f"{run_dir}: no policy.pth or policy_itr_K.pth snapshot (was snapshot_mode 'none'?)"
         )
-    paths = {name: run_dir / f"{name}{suffix}.pth" for name in NETWORKS}
+    paths = {name: run_dir / f"{name}{suffix}.pth" for name in names}
     for path in paths.values():
         if not path.is_file():
             raise ConfigError(f"{run_dir}: {path.name} is missing")
@@ -66,7 +69,8 @@ class PolicySimulator:
         obs_dim = int(np.prod(self.env.observation_space.shape))
         action_dim = int(np.prod(self.env.action_space.shape))
         self.agent = build_trainer(variant, obs_dim, action_dim).agent
-        for name, path in snapshot_paths(run_dir, itr).items():
+        names = NETWORKS + (("trunk",) if variant["pixels"]["enabled"] else ())
+        for name, path in snapshot_paths(run_dir, itr, names).items():
             load_network(getattr(self.agent, name), path, name)
         self.agent.eval()
         self.eval_tasks = list(self.env.get_all_task_idx())[-variant["n_eval_tasks"] :]
@@ -120,23 +124,53 @@ class PolicySimulator:
         return self.returns(paths), self.successes(paths)
 
 
+def position_path(positions: list[np.ndarray]) -> Path:
+    """A trajectory of a pixel point-robot run for its picture: the positions it visited
+    (its observations are frames)."""
+    xy = np.asarray(positions, dtype=np.float32)
+    n = len(xy) - 1
+    zeros = np.zeros(n, dtype=np.float32)
+    return Trajectory(xy[:-1], np.zeros((n, 2), np.float32), zeros, zeros, xy[1:], zeros, zeros)
+
+
 def write_outputs(
     simulator: PolicySimulator, run_dir: Path, num_trajs: int, deterministic: bool, video: bool
 ) -> tuple[tuple[np.ndarray, np.ndarray | None], list[Path]]:
     """Simulate every eval task; with `video`, also render: the point robots' picture per task
     (RUN_DIR/sim_pictures/task{i}.png), or one mp4 of all tasks in order (RUN_DIR/sim_video.mp4)
-    for the MuJoCo families. Returns the (tasks, trajectories) returns and successes
-    (PolicySimulator.scores) and the files written."""
+    for the MuJoCo families. A pixel run's video shows the agent's own view beside the camera's
+    (point robots: RUN_DIR/sim_agent_view.mp4 beside the pictures). Returns the (tasks,
+    trajectories) returns and successes (PolicySimulator.scores) and the files written."""
     tasks = simulator.eval_tasks
     if not video:
         return simulator.scores(simulator.run(tasks, num_trajs, deterministic)), []
     from rlkit import render  # imported late: matplotlib and the GL libraries
 
     if simulator.variant["env_name"] in POINT_ROBOTS:
-        paths = simulator.run(tasks, num_trajs, deterministic)
+        written = []
+        if simulator.variant["pixels"]["enabled"]:  # and a video of the agent's own view
+            paths, pictured = [], []
+
+            def views():
+                # one task at a time, so that only one task's frames are held in memory
+                for task in tasks:
+                    frames, positions = [], {}
+
+                    def capture(t: int, k: int, env, frames=frames, positions=positions) -> None:
+                        positions.setdefault(k, []).append(env.unwrapped._state.copy())
+                        view = render.agent_view(env, 240)
+                        frames.append(render.draw_caption(view, render.trajectory_caption(t, k)))
+
+                    paths.extend(simulator.run([task], num_trajs, deterministic, capture))
+                    pictured.append([position_path(positions[k]) for k in sorted(positions)])
+                    yield from frames
+
+            written.append(render.write_mp4(views(), run_dir / "sim_agent_view.mp4", 10))
+        else:
+            paths = pictured = simulator.run(tasks, num_trajs, deterministic)
         env = simulator.env.unwrapped
         exploring = simulator.variant["algo_params"]["num_exp_traj_eval"]
-        written = [
+        written += [
             render.draw_point_robot_picture(
                 env.tasks,
                 env.tasks[task],
@@ -146,7 +180,7 @@ def write_outputs(
                 run_dir / "sim_pictures" / f"task{task}.png",
                 title=f"task {task}: {exploring} exploration, then posterior trajectories",
             )
-            for task, task_paths in zip(tasks, paths, strict=True)
+            for task, task_paths in zip(tasks, pictured, strict=True)
         ]
         return simulator.scores(paths), written
 
@@ -155,18 +189,19 @@ def write_outputs(
     except render.RenderError as err:  # no offscreen OpenGL: say what to install, no traceback
         raise ConfigError(str(err)) from None
     all_paths = []
+    pixels = simulator.variant["pixels"]["enabled"]
+
+    def capture(task: int, trajectory: int, env) -> None:
+        """The camera's frame, captioned; in a pixel run the agent's own view beside it."""
+        frame = render.draw_caption(recorder.render(), render.trajectory_caption(task, trajectory))
+        if pixels:
+            frame = np.concatenate([frame, render.agent_view(env, frame.shape[0])], axis=1)
+        recorder.frames.append(frame)
 
     def frames():
         # one task at a time, so that only one task's frames are held in memory
         for task in tasks:
-            all_paths.extend(
-                simulator.run(
-                    [task],
-                    num_trajs,
-                    deterministic,
-                    on_step=lambda t, k, env: recorder.capture(render.trajectory_caption(t, k)),
-                )
-            )
+            all_paths.extend(simulator.run([task], num_trajs, deterministic, on_step=capture))
             yield from recorder.frames
             recorder.frames.clear()
 
