@@ -22,6 +22,7 @@ import mujoco
 import numpy as np
 
 from rlkit.envs.point_robot import PointEnv
+from rlkit.envs.wrappers import TaskWrapper
 
 
 class PixelError(ValueError):
@@ -86,9 +87,8 @@ def is_mujoco_family(env: gym.Env) -> bool:
     return isinstance(getattr(env.unwrapped, "model", None), mujoco.MjModel)
 
 
-class PixelObservations(gym.Wrapper):
-    """Observations as the last `frame_stack` frames (uint8, channels first, newest last).
-    The multi-task protocol (`tasks`, `get_all_task_idx`, `reset_task`) is passed through."""
+class PixelObservations(TaskWrapper):
+    """Observations as the last `frame_stack` frames (uint8, channels first, newest last)."""
 
     def __init__(
         self,
@@ -114,15 +114,8 @@ class PixelObservations(gym.Wrapper):
         self.observation_space = gym.spaces.Box(0, 255, shape=shape, dtype=np.uint8)
         self._frames: list[np.ndarray] = []
 
-    @property
-    def tasks(self):
-        return self.env.unwrapped.tasks
-
-    def get_all_task_idx(self):
-        return self.env.unwrapped.get_all_task_idx()
-
     def reset_task(self, idx: int) -> None:
-        self.env.unwrapped.reset_task(idx)
+        super().reset_task(idx)  # which resets the family
         self._frames = [self.frame()] * self.frame_stack
 
     def frame(self) -> np.ndarray:

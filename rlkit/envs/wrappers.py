@@ -1,22 +1,13 @@
-"""The launcher's env wrapper: the policy acts in [-1, 1]^d, rescaled to the env's bounds."""
+"""The launcher's env wrappers: the policy acts in [-1, 1]^d, rescaled to the env's bounds;
+the multi-task protocol passed through."""
 
 import gymnasium as gym
 import numpy as np
 
 
-class NormalizedBoxEnv(gym.Wrapper):
-    """Maps actions from [-1, 1]^d affinely onto the wrapped env's action box, then clips.
-
-    The multi-task protocol (`tasks`, `get_all_task_idx`, `reset_task`) is passed through.
-    """
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self._low = env.action_space.low.astype(np.float64)
-        self._high = env.action_space.high.astype(np.float64)
-        self._half_range = 0.5 * (self._high - self._low)
-        ones = np.ones(env.action_space.shape, dtype=np.float32)
-        self.action_space = gym.spaces.Box(-ones, ones, dtype=np.float32)
+class TaskWrapper(gym.Wrapper):
+    """A wrapper that passes the multi-task protocol (`tasks`, `get_all_task_idx`,
+    `reset_task`) through to the family."""
 
     @property
     def tasks(self):
@@ -27,6 +18,18 @@ class NormalizedBoxEnv(gym.Wrapper):
 
     def reset_task(self, idx: int) -> None:
         self.env.unwrapped.reset_task(idx)
+
+
+class NormalizedBoxEnv(TaskWrapper):
+    """Maps actions from [-1, 1]^d affinely onto the wrapped env's action box, then clips."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._low = env.action_space.low.astype(np.float64)
+        self._high = env.action_space.high.astype(np.float64)
+        self._half_range = 0.5 * (self._high - self._low)
+        ones = np.ones(env.action_space.shape, dtype=np.float32)
+        self.action_space = gym.spaces.Box(-ones, ones, dtype=np.float32)
 
     def step(self, action):
         scaled = self._low + (np.asarray(action, dtype=np.float64) + 1.0) * self._half_range
