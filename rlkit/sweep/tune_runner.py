@@ -374,6 +374,10 @@ def run_tune(
     """Run (or, with `resume`, go on with) the sweep's trials; returns Tune's ResultGrid."""
     from ray import tune
 
+    # A Tune checkpoint per reported row (TrialReporter) with num_to_keep=1 makes Tune save
+    # its experiment state after each one, as wanted; it would warn each time rows come less
+    # than 5 s apart
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = tune.with_resources(run_trial, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     tune_path = sweep_dir / TUNE_FOLDER
     param_space = {
