@@ -45,7 +45,7 @@ from rlkit.data_management.multitask_replay_buffer import (
 )
 from rlkit.data_management.path import Path
 from rlkit.envs.pixels import PixelObservations
-from rlkit.samplers.online_adaptation import adapt_online, context_from
+from rlkit.samplers.online_adaptation import adapt_online, context_from, pixel_context_from
 from rlkit.samplers.rollout import rollout
 from rlkit.torch.pearl_trainer import PEARLTrainer, RLBatch
 from rlkit.torch.pixels import PixelContext
@@ -288,10 +288,8 @@ class PEARLAlgorithm:
         rewards = batch["sparse_rewards"] if self.sparse_rewards else batch["rewards"]
         if batch["observations"].dtype == np.uint8:
             next_obs = batch["next_observations"] if self.use_next_obs_in_context else None
-            return PixelContext(
-                self._to_torch(batch["observations"]),
-                self._to_torch(np.concatenate([batch["actions"], rewards[..., None]], -1)),
-                None if next_obs is None else self._to_torch(next_obs),
+            return pixel_context_from(
+                batch["observations"], batch["actions"], rewards, next_obs, self.device
             )
         context = context_from(
             batch["observations"],

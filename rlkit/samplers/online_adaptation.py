@@ -26,6 +26,19 @@ def context_from(obs, actions, rewards, next_obs, use_next_obs: bool) -> np.ndar
     return np.concatenate(parts, axis=-1).astype(np.float32)
 
 
+def pixel_context_from(obs, actions, rewards, next_obs, device: torch.device) -> PixelContext:
+    """A pixel run's context of transitions (tasks, n, ...): the frames as they are (the trunk
+    reads them), the actions and rewards as numbers; `next_obs` None leaves o' out."""
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+    numbers = np.concatenate([actions, rewards[..., None]], axis=-1).astype(np.float32)
+    return PixelContext(
+        tensor(obs), tensor(numbers), None if next_obs is None else tensor(next_obs)
+    )
+
+
 def concat_paths(paths: Sequence[Path]) -> Path:
     """One Path holding the transitions of `paths` in order."""
     return Path(
@@ -53,19 +66,13 @@ def path_context(
     longest = int(lengths.max())
     if paths[0].observations.dtype == np.uint8:
 
-        def tensor(arrays):
-            return torch.from_numpy(_padded(arrays, longest)).to(device)
+        def padded(name: str) -> np.ndarray:
+            return _padded([getattr(p, name) for p in paths], longest)
 
-        numbers = [
-            np.concatenate(
-                [p.actions, (p.sparse_rewards if sparse_rewards else p.rewards)[:, None]], -1
-            ).astype(np.float32)
-            for p in paths
-        ]
-        context = PixelContext(
-            tensor([p.observations for p in paths]),
-            tensor(numbers),
-            tensor([p.next_observations for p in paths]) if use_next_obs else None,
+        rewards = padded("sparse_rewards" if sparse_rewards else "rewards")
+        next_obs = padded("next_observations") if use_next_obs else None
+        context = pixel_context_from(
+            padded("observations"), padded("actions"), rewards, next_obs, device
         )
         return context, torch.from_numpy(lengths).to(device)
     rows = [
