@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 import torch
+from test_multitask_replay_buffer import save as save_buffer
 
 from rlkit.data_management.multitask_replay_buffer import FrameReplayBuffer
 from rlkit.data_management.path import Path
@@ -136,18 +137,15 @@ def test_stacks_rebuilt_from_the_buffer_are_the_envs_across_ends_and_wraps():
 
 
 def save(buffer, files, limit):
-    """A checkpoint: pending transitions into new data files (through bytes, as on disk),
-    then the bookkeeping."""
-    while (content := buffer.pending(limit)) is not None:
-        assert content["frames"].dtype == torch.uint8
-        assert content["frames"].shape[1:] == (CHANNELS, SIZE, SIZE)
-        data = io.BytesIO()
-        torch.save(content, data)
-        files[len(files)] = data.getvalue()
-        buffer.mark_saved(len(files) - 1)
-    data = io.BytesIO()
-    torch.save(buffer.state_dict(), data)
-    return data.getvalue()
+    """A checkpoint (the buffer tests' save), its new data files' frames checked: uint8, one
+    frame (not a stack) per position."""
+    first_new = len(files)
+    state = save_buffer(buffer, files, limit)
+    for file in range(first_new, len(files)):
+        frames = torch.load(io.BytesIO(files[file]), weights_only=True)["frames"]
+        assert frames.dtype == torch.uint8
+        assert frames.shape[1:] == (CHANNELS, SIZE, SIZE)
+    return state
 
 
 def restore(state_bytes, files, chunk_len):
