@@ -62,7 +62,8 @@ def _save_json(obj, path: Path) -> None:
 
 def create_run_dir(base_log_dir: str, env_name: str, debug: bool = False) -> Path:
     """A new folder output/<env_name>/<timestamp> (or .../debug); never an existing one."""
-    parent = Path(base_log_dir) / env_name
+    # a family given as package.module:Name gets a folder without the colon
+    parent = Path(base_log_dir) / env_name.replace(":", ".")
     name = "debug" if debug else datetime.datetime.now().strftime("%Y_%m_%d_%H_%M_%S")
     parent.mkdir(parents=True, exist_ok=True)
     candidate, k = parent / name, 1

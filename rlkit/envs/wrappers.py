@@ -7,17 +7,18 @@ import numpy as np
 
 class TaskWrapper(gym.Wrapper):
     """A wrapper that passes the multi-task protocol (`tasks`, `get_all_task_idx`,
-    `reset_task`) through to the family."""
+    `reset_task`) through to the family it wraps (itself perhaps a gymnasium Wrapper of
+    another env: a family of one's own may be)."""
 
     @property
     def tasks(self):
-        return self.env.unwrapped.tasks
+        return self.env.tasks
 
     def get_all_task_idx(self):
-        return self.env.unwrapped.get_all_task_idx()
+        return self.env.get_all_task_idx()
 
     def reset_task(self, idx: int) -> None:
-        self.env.unwrapped.reset_task(idx)
+        self.env.reset_task(idx)
 
 
 class NormalizedBoxEnv(TaskWrapper):

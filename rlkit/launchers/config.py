@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from configs.default import default_config
-from rlkit.envs import ENVS
+from rlkit.envs import FamilyNotFound, family_constructor, is_builtin
 
 
 class ConfigError(Exception):
@@ -122,12 +122,17 @@ def _unknown_key(key: str, valid: Iterable[str], where: str) -> ConfigError:
     return ConfigError(f"{where}: unknown key '{key}'{hint}")
 
 
-def env_param_defaults(env_name: str) -> dict:
-    """The env constructor's keyword parameters and their defaults."""
+def env_param_defaults(env_name: str) -> dict | None:
+    """The family constructor's keyword parameters and their defaults; None when it takes
+    any keyword (**kwargs) or its signature cannot be read."""
+    try:
+        parameters = inspect.signature(family_constructor(env_name)).parameters.values()
+    except (TypeError, ValueError):  # a builtin or C callable without a signature
+        return None
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):
+        return None
     return {
-        name: p.default
-        for name, p in inspect.signature(ENVS[env_name]).parameters.items()
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        p.name: p.default for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
 
 
@@ -183,10 +188,13 @@ def load_config(path: str | None) -> dict:
 def _drop_foreign_env_defaults(variant: dict, given) -> None:
     """The defaults' env_params (n_tasks, randomize_tasks) are the reference families'; drop
     those that the config's family does not take (Meta-World), unless the file gave them."""
-    if variant["env_name"] not in ENVS:
-        return  # validate() names the unknown env
+    try:
+        accepted = env_param_defaults(variant["env_name"])
+    except FamilyNotFound:
+        return  # validate() says what is wrong with env_name
+    if accepted is None:
+        return
     given = given if isinstance(given, dict) else {}
-    accepted = env_param_defaults(variant["env_name"])
     for key in default_config["env_params"]:
         if key not in given and key not in accepted:
             variant["env_params"].pop(key, None)
@@ -257,12 +265,14 @@ def check_output_folder(folder: str, key: str, where: str) -> None:
 def validate(variant: dict, where: str) -> None:
     """Checks that need more than one key: env name, env_params, sizes, ranges."""
     env_name = variant["env_name"]
-    if env_name not in ENVS:
-        known = ", ".join(sorted(ENVS))
-        raise ConfigError(f"{where}: env_name: unknown env '{env_name}' (known: {known})")
-    allowed = env_param_defaults(env_name)
+    try:
+        allowed = env_param_defaults(env_name)
+    except FamilyNotFound as err:
+        raise ConfigError(f"{where}: env_name: {err}") from None
     env_params = variant["env_params"]
     for key, value in env_params.items():
+        if allowed is None:
+            continue
         if key not in allowed:
             raise _unknown_key(f"env_params.{key}", allowed, where)
         default = allowed[key]
@@ -351,8 +361,9 @@ def check_task_counts(variant: dict, env, where: str) -> None:
     """Train tasks are tasks[:n_train_tasks], eval tasks tasks[-n_eval_tasks:] (they may
     overlap, as in the reference's cheetah-dir), so each count alone must fit. A family with
     separate train and test tasks (`task_split`: how many of each, in that order: Meta-World)
-    takes each count from its own part; one with an episode limit (`max_episode_steps`) bounds
-    max_path_length."""
+    takes each count from its own part; a family from outside the package must hold
+    n_train_tasks + n_eval_tasks tasks (disjoint train and eval tasks); one with an episode
+    limit (`max_episode_steps`) bounds max_path_length."""
     family = env.unwrapped
     n_tasks = len(env.get_all_task_idx())
     split = getattr(family, "task_split", None)
@@ -367,6 +378,15 @@ def check_task_counts(variant: dict, env, where: str) -> None:
             raise ConfigError(
                 f"{where}: {key} ({variant[key]}) is more than the {n_tasks} tasks the env has"
             )
+    wanted = variant["n_train_tasks"] + variant["n_eval_tasks"]
+    if split is None and not is_builtin(variant["env_name"]) and n_tasks < wanted:
+        # the reference's own configs let train and eval tasks overlap (cheetah-dir's two
+        # tasks are both); a family of one's own gets disjoint ones
+        raise ConfigError(
+            f"{where}: {variant['env_name']} has {n_tasks} tasks, fewer than n_train_tasks + "
+            f"n_eval_tasks ({variant['n_train_tasks']} + {variant['n_eval_tasks']}): its train "
+            "and eval tasks would overlap"
+        )
     limit = getattr(family, "max_episode_steps", None)
     length = variant["algo_params"]["max_path_length"]
     if limit is not None and length > limit:

@@ -22,8 +22,9 @@ from rlkit.core.checkpoint import (
 )
 from rlkit.core.logger import RunLogger, create_run_dir, library_versions
 from rlkit.core.pearl_algorithm import PEARLAlgorithm, TrainingDiverged
-from rlkit.envs import ENVS
+from rlkit.envs import error_line, family_constructor, is_builtin
 from rlkit.envs.pixels import PixelError, PixelObservations
+from rlkit.envs.protocol import protocol_problem
 from rlkit.envs.wrappers import NormalizedBoxEnv
 from rlkit.launchers.config import ConfigError, check_output_folder, check_task_counts
 from rlkit.render import RenderError
@@ -50,7 +51,7 @@ class RunStopped(Exception):
 
 def make_env(variant: dict) -> gym.Env:
     """The family's env acting in [-1, 1]^d; observed as frame stacks with `pixels.enabled`."""
-    env = NormalizedBoxEnv(ENVS[variant["env_name"]](**variant["env_params"]))
+    env = NormalizedBoxEnv(family_constructor(variant["env_name"])(**variant["env_params"]))
     pixels = variant["pixels"]
     if not pixels["enabled"]:
         return env
@@ -155,8 +156,31 @@ def load_weights(trainer: PEARLTrainer, folder: str, variant: dict) -> None:
         load_network(net, files[name], name)
 
 
+def check_family(variant: dict, where: str) -> None:
+    """A family from outside the package: it builds from env_params and follows the protocol
+    (rlkit.envs.protocol); ConfigError naming what fails."""
+    name = variant["env_name"]
+    try:
+        family = family_constructor(name)(**variant["env_params"])
+    except Exception as err:  # the family's own code: any error it raises
+        raise ConfigError(
+            f"{where}: env_name: {name}(**env_params) failed ({error_line(err)})"
+        ) from None
+    try:
+        problem = protocol_problem(family, variant["algo_params"]["sparse_rewards"])
+    except Exception as err:
+        problem = f"resetting task 0 and stepping it failed ({error_line(err)})"
+    finally:
+        with contextlib.suppress(Exception):
+            family.close()
+    if problem is not None:
+        raise ConfigError(f"{where}: env_name: {name} is not a task family: {problem}")
+
+
 def check_run_inputs(variant: dict, where: str) -> dict:
     """Checks that need the env (task counts) or the start weights, and fills in the seed."""
+    if not is_builtin(variant["env_name"]):
+        check_family(variant, where)
     try:
         env = make_env(variant)
     except PixelError as err:
