@@ -74,5 +74,11 @@ default_config = dict(
         seed=None,  # ours: None draws a seed, which is recorded in variant.json
         snapshot_mode="last",  # ours: 'last', 'all', 'gap', 'gap_and_last' or 'none'
         snapshot_gap=1,  # ours: iterations between snapshots for 'gap' modes
+        # ours: torch's CPU threads; None: what torch picks on the machine, recorded in
+        # variant.json (the thread count changes a seeded run's numbers)
+        num_threads=None,
+        tensorboard=False,  # ours: progress.csv's numeric columns as scalars in RUN/tensorboard
+        # ours: Weights & Biases (docs/logging.md); mode 'online', 'offline' or 'disabled'
+        wandb=dict(mode="disabled", project=None, entity=None, group=None, tags=[]),
     ),
 )

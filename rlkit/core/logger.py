@@ -84,8 +84,12 @@ class RunLogger:
         self.echo = echo
         self._columns: list[str] | None = None
         self._debug_log = open(self.run_dir / "debug.log", "a", buffering=1)
+        self.trackers: list = []  # given each row after progress.csv (rlkit.core.tracking)
 
     def close(self) -> None:
+        for tracker in self.trackers:
+            tracker.close()
+        self.trackers = []
         self._debug_log.close()
 
     def log(self, message: str, echo: bool = True) -> None:
@@ -150,6 +154,8 @@ class RunLogger:
             raise ValueError("progress.csv columns changed between iterations")
         with open(path, "a", newline="") as f:
             csv.writer(f).writerow([row[c] for c in self._columns])
+        for tracker in self.trackers:
+            tracker.write(row)
 
     def save_snapshot(
         self, epoch: int, networks: dict[str, nn.Module], mode: str, gap: int

@@ -40,6 +40,7 @@ POSITIVE = {
     "algo_params.update_post_train",
     "algo_params.replay_buffer_size",
     "util_params.snapshot_gap",
+    "util_params.num_threads",
     "pixels.size",
     "pixels.frame_stack",
     "pixels.conv_layers",
@@ -72,13 +73,29 @@ UNIT_INTERVAL = {"algo_params.discount", "algo_params.soft_target_tau", "pixels.
 SNAPSHOT_MODES = ("last", "all", "gap", "gap_and_last", "none")
 CONTEXT_SOURCES = ("encoder_buffer", "replay_buffer", "rl_batch")
 # keys whose default is None and the type they take otherwise
-OPTIONAL = {"path_to_weights": str, "util_params.seed": int, "pixels.camera": str}
-# what `--resume` may change: the run's length and the machine it runs on
+OPTIONAL = {
+    "path_to_weights": str,
+    "util_params.seed": int,
+    "util_params.num_threads": int,
+    "util_params.wandb.project": str,
+    "util_params.wandb.entity": str,
+    "util_params.wandb.group": str,
+    "pixels.camera": str,
+}
+WANDB_MODES = ("online", "offline", "disabled")
+# what `--resume` may change: the run's length, the machine it runs on, where it logs to
 RESUMABLE = (
     "algo_params.num_iterations",
     "util_params.use_gpu",
     "util_params.gpu_id",
     "util_params.cuda_graph",
+    "util_params.num_threads",
+    "util_params.tensorboard",
+    "util_params.wandb.mode",
+    "util_params.wandb.project",
+    "util_params.wandb.entity",
+    "util_params.wandb.group",
+    "util_params.wandb.tags",
 )
 
 
@@ -111,6 +128,10 @@ def _coerce(key: str, value, default, where: str):
     elif expected is str:
         if isinstance(value, str):
             return value
+    elif expected is list:  # lists of strings (W&B tags)
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return value
+        raise ConfigError(f"{where}: {key} must be a list of strings, got {json.dumps(value)}")
     raise ConfigError(f"{where}: {key} must be {_type_name(expected())}, got {json.dumps(value)}")
 
 
@@ -239,13 +260,18 @@ def load_run_config(run_dir: str) -> tuple[dict, str]:
     return load_config(str(file)), str(file)
 
 
+def _resumable_text() -> str:
+    keys = [key for key in RESUMABLE if not key.startswith("util_params.wandb.")]
+    return ", ".join([*keys, "util_params.wandb.*"])
+
+
 def apply_resume_override(variant: dict, expression: str) -> None:
     """`--set` with `--resume`: only the keys in RESUMABLE; the rest would change the run."""
     key = expression.partition("=")[0].strip()
     if key not in RESUMABLE:
         raise ConfigError(
             f"--set {expression}: a resumed run keeps its settings; with --resume only "
-            f"{', '.join(RESUMABLE)} may be set"
+            f"{_resumable_text()} may be set"
         )
     apply_override(variant, expression)
 
@@ -327,9 +353,31 @@ def validate(variant: dict, where: str) -> None:
             f"{where}: util_params.snapshot_mode must be one of {', '.join(SNAPSHOT_MODES)}, "
             f"got '{mode}'"
         )
+    _validate_logging(variant["util_params"], where)
     weights = variant["path_to_weights"]
     if weights is not None and not Path(weights).is_dir():
         raise ConfigError(f"{where}: path_to_weights: no such folder '{weights}'")
+
+
+def _validate_logging(util: dict, where: str) -> None:
+    """TensorBoard and W&B are optional extras: asking for one that is not installed fails
+    here, before the run starts."""
+    import importlib.util
+
+    mode = util["wandb"]["mode"]
+    if mode not in WANDB_MODES:
+        raise ConfigError(
+            f"{where}: util_params.wandb.mode must be one of {', '.join(WANDB_MODES)}, got '{mode}'"
+        )
+    wanted = [("tensorboard", "util_params.tensorboard")] if util["tensorboard"] else []
+    if mode != "disabled":
+        wanted.append(("wandb", f"util_params.wandb.mode '{mode}'"))
+    for package, key in wanted:
+        if importlib.util.find_spec(package) is None:
+            raise ConfigError(
+                f"{where}: {key} needs the {package} package, which is not installed: "
+                f"pip install 'pearl-rlkit[{package}]'"
+            )
 
 
 def _validate_pixels(variant: dict, where: str) -> None:

@@ -22,6 +22,7 @@ from rlkit.core.checkpoint import (
 )
 from rlkit.core.logger import RunLogger, create_run_dir, library_versions
 from rlkit.core.pearl_algorithm import PEARLAlgorithm, TrainingDiverged
+from rlkit.core.tracking import open_trackers
 from rlkit.envs import error_line, family_constructor, is_builtin
 from rlkit.envs.pixels import PixelError, PixelObservations
 from rlkit.envs.protocol import protocol_problem
@@ -178,7 +179,8 @@ def check_family(variant: dict, where: str) -> None:
 
 
 def check_run_inputs(variant: dict, where: str) -> dict:
-    """Checks that need the env (task counts) or the start weights, and fills in the seed."""
+    """Checks that need the env (the protocol of a family from outside the package, task
+    counts) or the start weights; fills in the seed and the thread count."""
     if not is_builtin(variant["env_name"]):
         check_family(variant, where)
     try:
@@ -202,6 +204,8 @@ def check_run_inputs(variant: dict, where: str) -> dict:
     util = variant["util_params"]
     if util["seed"] is None:
         util["seed"] = int(np.random.SeedSequence().entropy % (2**31))
+    if util["num_threads"] is None:  # recorded: the thread count changes a seeded run's numbers
+        util["num_threads"] = torch.get_num_threads()
     return variant
 
 
@@ -352,6 +356,15 @@ def restore(algorithm: PEARLAlgorithm, checkpoint: dict | None, run_dir: Path) -
         ) from None
 
 
+def start_trackers(logger: RunLogger, variant: dict) -> None:
+    """TensorBoard and W&B, as configured, from the rows progress.csv holds now; ConfigError
+    when one cannot start (before any training)."""
+    try:
+        logger.trackers = open_trackers(variant, logger.run_dir)
+    except Exception as err:  # W&B's own errors (login, network) are of many types
+        raise ConfigError(f"cannot start the trackers ({error_line(err)})") from None
+
+
 def _log_resume(logger: RunLogger, algorithm: PEARLAlgorithm, checkpoint: dict | None) -> None:
     if checkpoint is None:
         logger.log("resumed a run without a checkpoint: starting again from iteration 0")
@@ -391,6 +404,8 @@ def run_experiment(
     for w in caught:
         print(f"warning: {w.message}")
 
+    if util["num_threads"] is not None:
+        torch.set_num_threads(util["num_threads"])
     os.environ["DEBUG"] = str(int(util["debug"]))
     resume_dir = Path(resume_dir) if resume_dir is not None else None
     logger = open_run(variant, resume_dir, new_dir)
@@ -403,6 +418,7 @@ def run_experiment(
             restore(algorithm, checkpoint, run_dir)
             _log_resume(logger, algorithm, checkpoint)
             del checkpoint
+        start_trackers(logger, variant)
         with stop_on_ctrl_c(algorithm):
             finished = algorithm.train()
         if not finished:

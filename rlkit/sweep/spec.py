@@ -158,7 +158,8 @@ def _get(variant: dict, key: str):
 def expand(spec: SweepSpec, base_dir: Path) -> list[Trial]:
     """Every grid combination with every seed, in order (grid values first, seeds last), each
     variant loaded, overridden and validated as launch_experiment.py would; `base_dir` (the
-    sweep's folder) becomes util_params.base_log_dir."""
+    sweep's folder) becomes util_params.base_log_dir, and its name the W&B group unless the
+    config names one."""
     for expression in spec.sets:
         key = expression.partition("=")[0].strip()
         if key in spec.grid:
@@ -180,6 +181,9 @@ def expand(spec: SweepSpec, base_dir: Path) -> list[Trial]:
             variant = json.loads(json.dumps(setting_variant))
             variant["util_params"]["seed"] = seed
             variant["util_params"]["base_log_dir"] = str(base_dir)
+            wandb = variant["util_params"]["wandb"]
+            if wandb["group"] is None:  # a sweep's trials are one W&B group
+                wandb["group"] = base_dir.name
             if variant["path_to_weights"] is not None:  # trials may run in another folder
                 variant["path_to_weights"] = str(Path(variant["path_to_weights"]).absolute())
             validate(variant, spec.config or "default config")

@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             variant, where = json.loads(sys.stdin.read()), f"trial {run_dir.name}"
             for expression in device_overrides(args.device):
                 apply_override(variant, expression)
+            if threads:  # recorded, so that the trial's variant.json reproduces its rows
+                apply_override(variant, f"util_params.num_threads={threads}")
             validate(variant, where)
             run_experiment(prepare(variant, where), new_dir=run_dir)
     except ConfigError as err:
