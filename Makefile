@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==$(TORCH_VERSION)
-	$(PY) -m pip install -q -e '.[test,sweep]'
+	$(PY) -m pip install -q -e '.[test,sweep,tensorboard,wandb]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -362,7 +362,7 @@ def validate(variant: dict, where: str) -> None:
 def _validate_logging(util: dict, where: str) -> None:
     """TensorBoard and W&B are optional extras: asking for one that is not installed fails
     here, before the run starts."""
-    import importlib.util
+    import importlib
 
     mode = util["wandb"]["mode"]
     if mode not in WANDB_MODES:
@@ -373,11 +373,13 @@ def _validate_logging(util: dict, where: str) -> None:
     if mode != "disabled":
         wanted.append(("wandb", f"util_params.wandb.mode '{mode}'"))
     for package, key in wanted:
-        if importlib.util.find_spec(package) is None:
+        try:
+            importlib.import_module(package)
+        except ImportError:
             raise ConfigError(
                 f"{where}: {key} needs the {package} package, which is not installed: "
                 f"pip install 'pearl-rlkit[{package}]'"
-            )
+            ) from None
 
 
 def _validate_pixels(variant: dict, where: str) -> None:
