@@ -40,11 +40,11 @@ def main(paths, num_trajs, deterministic, video, itr, seed):
     config, run_dir = (None, paths[0]) if len(paths) == 1 else paths
     try:
         # imported late: `--help` and argument errors answer at once
-        from rlkit.launchers.simulate import PolicySimulator, run_variant, write_outputs
+        from rlkit.api import load_run
+        from rlkit.launchers.simulate import write_outputs
 
         run_dir = Path(run_dir)
-        variant = run_variant(config, run_dir)
-        simulator = PolicySimulator(variant, run_dir, itr, seed)
+        simulator = load_run(run_dir, itr, seed=seed, config=config)
         (returns, successes), written = write_outputs(
             simulator, run_dir, num_trajs, deterministic, video
         )

@@ -118,8 +118,9 @@ def family_constructor(name: str) -> Callable[..., gym.Env]:
 def import_root(name: str) -> str | None:
     """The folder a `package.module:Name` family's top package was imported from (None for
     the other names), for processes that must import it too (a sweep's trials)."""
-    if ":" not in name:
+    if ":" not in name or name in ENVS:
         return None
+    family_constructor(name)  # imports it (FamilyNotFound when it cannot)
     top = sys.modules.get(name.partition(":")[0].split(".")[0])
     location = getattr(top, "__file__", None) or next(iter(getattr(top, "__path__", [])), None)
     if location is None:

@@ -18,7 +18,7 @@ from configs.default import default_config
 from rlkit.envs import FamilyNotFound, family_constructor, is_builtin
 
 
-class ConfigError(Exception):
+class ConfigError(ValueError):
     """A bad config, override or command-line value; the message is one line."""
 
 
@@ -201,7 +201,13 @@ def load_config(path: str | None) -> dict:
         ) from None
     if not isinstance(overrides, dict):
         raise ConfigError(f"{path}: the config must be a JSON object")
-    merge_into(variant, overrides, str(path))
+    return config_from_dict(overrides, str(path))
+
+
+def config_from_dict(overrides: dict, where: str) -> dict:
+    """The defaults merged with a config's content (`where` names it in errors)."""
+    variant = copy.deepcopy(default_config)
+    merge_into(variant, overrides, where)
     _drop_foreign_env_defaults(variant, overrides.get("env_params"))
     return variant
 

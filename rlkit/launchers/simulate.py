@@ -12,7 +12,7 @@ import torch
 from rlkit.data_management.path import Path as Trajectory
 from rlkit.launchers.config import ConfigError, load_config, validate
 from rlkit.launchers.launcher import build_trainer, load_network, make_env
-from rlkit.samplers.online_adaptation import adapt_online
+from rlkit.samplers.online_adaptation import adapt_online, concat_paths, path_context
 
 POINT_ROBOTS = ("point-robot", "sparse-point-robot")
 NETWORKS = ("context_encoder", "policy")
@@ -60,28 +60,81 @@ def snapshot_paths(
     return paths
 
 
-class PolicySimulator:
-    """A trained run's agent (on the CPU) and its eval tasks, ready to adapt online."""
+class TrainedRun:
+    """A trained run's agent (on the CPU) with its task family: what `rlkit.load_run` returns
+    and sim_policy.py uses.
+
+    `env` is the family as the agent saw it (actions in [-1, 1]^d, frame stacks in a pixel
+    run); `train_tasks` and `eval_tasks` are the run's task indices; `agent` the PEARLAgent.
+    Infer the posterior from transitions (`posterior`), draw z from it (`sample_z`), act with
+    a z (`act`), or run PEARL's online protocol on tasks (`run`: exploration trajectories from
+    the prior, then the posterior of all the task's transitions so far).
+    """
 
     def __init__(self, variant: dict, run_dir: Path, itr: int | None = None, seed: int = 0):
         self.variant = variant
+        self.run_dir = Path(run_dir)
         self.env = make_env(variant)
         obs_dim = int(np.prod(self.env.observation_space.shape))
         action_dim = int(np.prod(self.env.action_space.shape))
         self.agent = build_trainer(variant, obs_dim, action_dim).agent
         names = NETWORKS + (("trunk",) if variant["pixels"]["enabled"] else ())
-        for name, path in snapshot_paths(run_dir, itr, names).items():
+        for name, path in snapshot_paths(self.run_dir, itr, names).items():
             load_network(getattr(self.agent, name), path, name)
         self.agent.eval()
-        self.eval_tasks = list(self.env.get_all_task_idx())[-variant["n_eval_tasks"] :]
+        tasks = list(self.env.get_all_task_idx())
+        self.train_tasks = tasks[: variant["n_train_tasks"]]
+        self.eval_tasks = tasks[-variant["n_eval_tasks"] :]
         self.seed = seed
         torch.manual_seed(seed)
         self._envs = [self.env]
 
-    def run(self, tasks: list[int], num_trajs: int, deterministic: bool, on_step=None) -> list:
-        """num_trajs trajectories on each task, all tasks together, with the evaluation's online
-        posterior; `on_step(task, trajectory, env)` after every reset and step. Returns the
-        trajectories (Path lists) per task."""
+    @torch.no_grad()
+    def posterior(self, transitions: Trajectory | list[Trajectory]) -> tuple[np.ndarray, ...]:
+        """q(z|c) of one task's context: the mean and variance (latent,) given its
+        transitions (one Path or several, e.g. from `run`); the rewards are the sparse ones
+        when the run used sparse rewards, as in training."""
+        paths = [transitions] if isinstance(transitions, Trajectory) else list(transitions)
+        algo = self.variant["algo_params"]
+        context, lengths = path_context(
+            [concat_paths(paths)],
+            algo["sparse_rewards"],
+            algo["use_next_obs_in_context"],
+            torch.device("cpu"),
+        )
+        mean, var, _ = self.agent.posterior(context, lengths=lengths)
+        return mean[0].numpy(), var[0].numpy()
+
+    def prior(self) -> tuple[np.ndarray, np.ndarray]:
+        mean, var = self.agent.prior(1)
+        return mean[0].numpy(), var[0].numpy()
+
+    def sample_z(self, mean: np.ndarray, var: np.ndarray, deterministic: bool = False):
+        """z ~ N(mean, var) (torch's generator, seeded by `seed`), or the mean itself."""
+        mean_t = torch.as_tensor(mean, dtype=torch.float32)[None]
+        if deterministic:
+            return mean_t[0].numpy()
+        return self.agent.sample_z(mean_t, torch.as_tensor(var, dtype=torch.float32)[None])[
+            0
+        ].numpy()
+
+    def act(self, obs: np.ndarray, z: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """The policy's action (in [-1, 1]^d, what `env.step` takes) for one observation."""
+        obs = np.asarray(obs)
+        if obs.dtype != np.uint8:  # numbers are flattened, as in rollouts; frames stay bytes
+            obs = obs.astype(np.float32).reshape(-1)
+        obs_t = torch.from_numpy(np.ascontiguousarray(obs))[None]
+        z_t = torch.as_tensor(z, dtype=torch.float32)[None]
+        return self.agent.act(obs_t, z_t, deterministic=deterministic)[0].numpy()
+
+    def run(
+        self, tasks: list[int], num_trajs: int, deterministic: bool = False, on_step=None
+    ) -> list[list[Trajectory]]:
+        """PEARL's online protocol: num_trajs trajectories on each task, all tasks together,
+        num_exp_traj_eval of them with z from the prior, then z from the posterior of the
+        task's trajectories so far, re-inferred after each; `deterministic` acts with the
+        policy's mean. `on_step(task, trajectory, env)` after every reset and step. Returns
+        the trajectories (Path lists) per task."""
         while len(self._envs) < len(tasks):
             self._envs.append(make_env(self.variant))
         envs = self._envs[: len(tasks)]
@@ -134,13 +187,13 @@ def position_path(positions: list[np.ndarray]) -> Path:
 
 
 def write_outputs(
-    simulator: PolicySimulator, run_dir: Path, num_trajs: int, deterministic: bool, video: bool
+    simulator: TrainedRun, run_dir: Path, num_trajs: int, deterministic: bool, video: bool
 ) -> tuple[tuple[np.ndarray, np.ndarray | None], list[Path]]:
     """Simulate every eval task; with `video`, also render: the point robots' picture per task
     (RUN_DIR/sim_pictures/task{i}.png), or one mp4 of all tasks in order (RUN_DIR/sim_video.mp4)
     for the MuJoCo families. A pixel run's video shows the agent's own view beside the camera's
     (point robots: RUN_DIR/sim_agent_view.mp4 beside the pictures). Returns the (tasks,
-    trajectories) returns and successes (PolicySimulator.scores) and the files written."""
+    trajectories) returns and successes (TrainedRun.scores) and the files written."""
     tasks = simulator.eval_tasks
     if not video:
         return simulator.scores(simulator.run(tasks, num_trajs, deterministic)), []

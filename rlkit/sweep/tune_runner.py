@@ -26,6 +26,7 @@ from pathlib import Path
 
 from rlkit.core.checkpoint import atomic_write
 from rlkit.core.logger import PROGRESS
+from rlkit.envs import FamilyNotFound, import_root
 from rlkit.launchers.config import ConfigError
 from rlkit.sweep.trial import EXIT_TRIAL_DIVERGED
 
@@ -197,6 +198,8 @@ def run_trial(config: dict) -> None:
         return
     threads = str(max(1, int(config["cpus_per_trial"])))
     env = {**os.environ, **{variable: threads for variable in THREAD_VARIABLES}}
+    python_path = [*config.get("python_path", []), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(part for part in python_path if part)
     device = "cuda" if config["gpus_per_trial"] > 0 and ray.get_gpu_ids() else "cpu"
     if device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
@@ -380,11 +383,18 @@ def run_tune(
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     trainable = tune.with_resources(run_trial, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     tune_path = sweep_dir / TUNE_FOLDER
+    # the folders of task families given as package.module:Name, imported from this process's
+    # working folder or PYTHONPATH: the trial processes import them from there too
+    try:
+        python_path = {import_root(trial["variant"]["env_name"]) for trial in trials} - {None}
+    except FamilyNotFound as err:
+        raise ConfigError(f"env_name: {err}") from None
     param_space = {
         "trial": tune.grid_search(trials),
         "sweep_dir": str(sweep_dir.absolute()),
         "cpus_per_trial": cpus_per_trial,
         "gpus_per_trial": gpus_per_trial,
+        "python_path": sorted(python_path),
     }
     if resume and tune.Tuner.can_restore(str(tune_path.absolute())):
         tuner = tune.Tuner.restore(
