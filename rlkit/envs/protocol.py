@@ -29,7 +29,9 @@ class TaskFamily(Protocol):
       reset_task(idx): make task `idx` the current one and reset the episode.
       reset(seed=None, options=None) -> (obs, info), step(action) -> (obs, reward,
         terminated, truncated, info): gymnasium's API; `terminated` ends an episode as a
-        terminal transition, `truncated` without one.
+        terminal transition, `truncated` without one. All randomness comes from
+        `self.np_random` (which reset(seed=...) seeds): the run saves its state in every
+        checkpoint, so that a resumed run continues exactly.
 
     Optional, read when present:
       info["sparse_reward"] in step: the reward the context and the returns use when the
