@@ -39,8 +39,8 @@ class TaskFamily(Protocol):
       info["success"] in step with `reports_success = True` on the family: the episode
         succeeds when it is 1 at any step; success rates are logged beside the returns.
       max_episode_steps: the longest episode the family allows (bounds max_path_length).
-      render(): frames for sim_policy.py --video and pixel runs (MuJoCo families: a
-        `model` and `data` of the mujoco bindings, as rlkit.envs.mujoco_env's).
+      model, data (the mujoco bindings', as rlkit.envs.mujoco_env's): frames for
+        sim_policy.py --video and pixel runs.
     """
 
     observation_space: gym.spaces.Box

@@ -6,6 +6,7 @@ robots)."""
 import re
 from pathlib import Path
 
+import mujoco
 import numpy as np
 import torch
 
@@ -237,6 +238,11 @@ def write_outputs(
         ]
         return simulator.scores(paths), written
 
+    if not isinstance(getattr(simulator.env.unwrapped, "model", None), mujoco.MjModel):
+        raise ConfigError(
+            f"--video: {simulator.variant['env_name']} is not a MuJoCo family: --video renders "
+            "MuJoCo families and draws the point robots"
+        )
     try:
         recorder = render.FrameRecorder(simulator.env)
     except render.RenderError as err:  # no offscreen OpenGL: say what to install, no traceback
