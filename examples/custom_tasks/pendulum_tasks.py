@@ -59,8 +59,11 @@ class PendulumTasks(gym.Env):
         self.reset()
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """A random start angle and velocity, as Pendulum's; `seed` seeds their generator."""
-        return self._pendulum.reset(seed=seed, options=options)
+        """A random start angle and velocity, as Pendulum's, drawn from this env's np_random
+        (which `seed` seeds and the run's checkpoints save)."""
+        super().reset(seed=seed)
+        self._pendulum.np_random = self.np_random
+        return self._pendulum.reset(options=options)
 
     def step(self, action):
         obs, reward, _, _, info = self._pendulum.step(np.asarray(action, dtype=np.float64))
