@@ -6,9 +6,9 @@ a resumed run cuts it back to its checkpoint and writes the iterations after tha
 the trackers follow it so that each iteration is one point:
 - TensorBoard: RUN_DIR/tensorboard/ is written again from progress.csv at every start, then
   each new row is added;
-- W&B: the run's id and the number of rows already sent are kept in RUN_DIR/wandb.json; a
-  resumed run continues the same W&B run and sends only rows it has not sent (a redone
-  iteration keeps the point sent the first time).
+- W&B: the run's id and the number of rows a cleanly finished W&B run has sent are kept in
+  RUN_DIR/wandb.json; a resumed run continues the same W&B run and sends the rows after that
+  count, at W&B step = iteration (W&B keeps the first point of a step it already has).
 """
 
 import csv
@@ -72,7 +72,14 @@ class TensorBoardTracker:
 
 
 class WandbTracker:
-    """One W&B run per run folder: its config is variant.json, its id is kept in the folder."""
+    """One W&B run per run folder: its config is variant.json, its id is kept in the folder.
+
+    W&B's own process buffers what it is given and loses it when the run's process is killed,
+    so a row counts as sent only once a W&B run that logged it has finished cleanly
+    (`rows_finished` in wandb.json). A start after a kill sends again the rows after that
+    count, each at W&B step = its iteration: W&B ignores a step it already holds, so no
+    iteration is lost and none is shown twice.
+    """
 
     def __init__(self, run_dir: Path, variant: dict, rows: list[Mapping[str, object]]):
         import wandb
@@ -81,7 +88,7 @@ class WandbTracker:
         if self._state_path.is_file():
             state = json.loads(self._state_path.read_text())
         else:
-            state = {"id": secrets.token_hex(6), "rows_sent": 0}
+            state = {"id": secrets.token_hex(6), "rows_finished": 0}
             self._save(state)
         self._state = state
         settings = variant["util_params"]["wandb"]
@@ -109,23 +116,28 @@ class WandbTracker:
 
     def write(self, row: Mapping[str, object]) -> None:
         index, self._rows = self._rows, self._rows + 1
-        if index < self._state["rows_sent"]:  # sent before the run was resumed
-            return
-        self.run.log(numeric_columns(row))
-        self._state["rows_sent"] = index + 1
-        self._save(self._state)
+        if index >= self._state["rows_finished"]:
+            self.run.log(numeric_columns(row), step=index)
 
     def close(self) -> None:
         self.run.finish()
+        self._state["rows_finished"] = max(self._rows, self._state["rows_finished"])
+        self._save(self._state)
 
 
 def open_trackers(variant: dict, run_dir: Path) -> list:
-    """The trackers the config asks for, each given the rows progress.csv holds now."""
+    """The trackers the config asks for, each given the rows progress.csv holds now; when one
+    fails to start, those started are closed."""
     util = variant["util_params"]
     rows = read_rows(Path(run_dir) / PROGRESS)
     trackers = []
-    if util["tensorboard"]:
-        trackers.append(TensorBoardTracker(run_dir, rows))
-    if util["wandb"]["mode"] != "disabled":
-        trackers.append(WandbTracker(run_dir, variant, rows))
+    try:
+        if util["tensorboard"]:
+            trackers.append(TensorBoardTracker(run_dir, rows))
+        if util["wandb"]["mode"] != "disabled":
+            trackers.append(WandbTracker(run_dir, variant, rows))
+    except BaseException:
+        for tracker in trackers:
+            tracker.close()
+        raise
     return trackers
