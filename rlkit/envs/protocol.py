@@ -39,6 +39,8 @@ class TaskFamily(Protocol):
       info["success"] in step with `reports_success = True` on the family: the episode
         succeeds when it is 1 at any step; success rates are logged beside the returns.
       max_episode_steps: the longest episode the family allows (bounds max_path_length).
+      task_split: (train, test) counts of a family whose tasks come in two parts, train
+        tasks first (Meta-World): n_train_tasks and n_eval_tasks are checked against each.
       model, data (the mujoco bindings', as rlkit.envs.mujoco_env's): frames for
         sim_policy.py --video and pixel runs.
     """
