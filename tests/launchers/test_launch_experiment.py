@@ -8,6 +8,7 @@ file's wall time is about that of the slowest few, not of their sum.
 import csv
 import json
 import math
+import os
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -186,11 +187,14 @@ def training_sets(name, base_dir):
 
 
 def expected_variant(config, expressions):
-    """The settings the run must have recorded: the config, the --set's, the seed."""
+    """The settings the run must have recorded: the config, the --set's, the seed, and the
+    thread count it ran with (conftest gives every process, children included, one thread)."""
     variant = load_config(str(ROOT / config))
     for expression in expressions:
         apply_override(variant, expression)
     apply_override(variant, "util_params.seed=0")
+    if variant["util_params"]["num_threads"] is None:
+        apply_override(variant, f"util_params.num_threads={os.environ['OMP_NUM_THREADS']}")
     return variant
 
 
