@@ -28,13 +28,13 @@ UTIL = "rlkit/torch/pytorch_util.py"
 MUTATIONS = {
     "policy input z not detached": (
         TRAINER,
-        "torch.cat([obs, task_z.detach()], dim=-1)",
-        "torch.cat([obs, task_z], dim=-1)",
+        "torch.cat([obs.detach(), task_z.detach()], dim=-1)",
+        "torch.cat([obs.detach(), task_z], dim=-1)",
     ),
     "V input z not detached": (
         TRAINER,
-        "self.vf(obs, task_z.detach())",
-        "self.vf(obs, task_z)",
+        "self.vf(obs.detach(), task_z.detach())",
+        "self.vf(obs.detach(), task_z)",
     ),
     "target V with gradients": (
         TRAINER,
@@ -48,8 +48,8 @@ MUTATIONS = {
     ),
     "min Q for V and policy with z into the encoder": (
         TRAINER,
-        "self._min_q_action_grad_only(obs, new_actions, task_z.detach())",
-        "self._min_q_action_grad_only(obs, new_actions, task_z)",
+        "self._min_q_action_grad_only(obs.detach(), new_actions, task_z.detach())",
+        "self._min_q_action_grad_only(obs.detach(), new_actions, task_z)",
     ),
     "Q target from V instead of the target V": (
         TRAINER,
@@ -87,12 +87,12 @@ MUTATIONS = {
             (
                 "        self.qf1_optimizer.step()\n",
                 "        old_min_q = self._min_q_action_grad_only("
-                "obs, new_actions, task_z.detach())\n"
+                "obs.detach(), new_actions, task_z.detach())\n"
                 "        self.qf1_optimizer.step()\n",
             ),
             (
                 "min_q_new_actions = self._min_q_action_grad_only("
-                "obs, new_actions, task_z.detach())",
+                "obs.detach(), new_actions, task_z.detach())",
                 "min_q_new_actions = old_min_q",
             ),
         ],
@@ -104,13 +104,51 @@ MUTATIONS = {
     ),
     "V target without -log pi": (
         TRAINER,
-        "v_target = min_q_new_actions - log_pi",
+        "v_target = min_q_new_actions - entropy_term",
         "v_target = min_q_new_actions",
     ),
     "policy loss without log pi": (
         TRAINER,
-        "policy_loss = (log_pi - min_q_new_actions).mean()",
+        "policy_loss = (entropy_term - min_q_new_actions).mean()",
         "policy_loss = (-min_q_new_actions).mean()",
+    ),
+    "auto_alpha: V target without alpha": (
+        TRAINER,
+        "v_target = min_q_new_actions - entropy_term",
+        "v_target = min_q_new_actions - log_pi",
+    ),
+    "auto_alpha: policy loss without alpha": (
+        TRAINER,
+        "policy_loss = (entropy_term - min_q_new_actions).mean()",
+        "policy_loss = (log_pi - min_q_new_actions).mean()",
+    ),
+    "auto_alpha: alpha from before its step": (
+        TRAINER,
+        [
+            (
+                "            alpha_loss = -(",
+                "            alpha = self.log_alpha.detach().exp()\n            alpha_loss = -(",
+            ),
+            (
+                "            alpha = self.log_alpha.detach().exp()\n            entropy_term",
+                "            entropy_term",
+            ),
+        ],
+    ),
+    "auto_alpha: alpha loss with the target entropy's sign flipped": (
+        TRAINER,
+        "(log_pi + self.target_entropy).detach()",
+        "(log_pi - self.target_entropy).detach()",
+    ),
+    "auto_alpha: default target entropy +|A|": (
+        TRAINER,
+        "-float(action_dim) if target_entropy is None",
+        "float(action_dim) if target_entropy is None",
+    ),
+    "auto_alpha: log alpha stepped at the policy's learning rate": (
+        TRAINER,
+        "adam([self.log_alpha], lr=alpha_lr)",
+        "adam([self.log_alpha], lr=policy_lr)",
     ),
     "policy mean regulariser weight 1e-2": (
         TRAINER,

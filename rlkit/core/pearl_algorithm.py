@@ -60,7 +60,10 @@ TRAINING_STAT_KEYS = (
     ]
 )
 
-LOSSES = ("QF Loss", "KL Loss", "VF Loss", "Policy Loss")
+# progress.csv's columns of the learned temperature, in auto_alpha runs only
+ALPHA_STAT_KEYS = ["Alpha", "Alpha Loss"]
+
+LOSSES = ("QF Loss", "KL Loss", "Alpha Loss", "VF Loss", "Policy Loss")
 # which loss an optimizer's gradients come from; the encoder's gradients also hold the Q loss's,
 # so a bad encoder gradient with good critic gradients points at the KL term
 LOSS_OF_OPTIMIZER = {
@@ -70,6 +73,7 @@ LOSS_OF_OPTIMIZER = {
     "vf_optimizer": "VF Loss",
     "policy_optimizer": "Policy Loss",
     "trunk_optimizer": "QF Loss",
+    "alpha_optimizer": "Alpha Loss",
 }
 NO_BAD_STEP = 2**62
 # env slots one collection phase may step together (each slot holds its own env)
@@ -222,7 +226,7 @@ class PEARLAlgorithm:
         for attribute, loss in LOSS_OF_OPTIMIZER.items():
             index = LOSSES.index(loss)
             optimizer = getattr(self.trainer, attribute, None)
-            if optimizer is None:  # the trunk's, in a state run
+            if optimizer is None:  # the trunk's (state run), the temperature's (no auto_alpha)
                 continue
 
             def check(optimizer, _args, _kwargs, index=index):
@@ -571,7 +575,7 @@ class PEARLAlgorithm:
     def state_dict(self) -> dict:
         """Everything train() needs to go on as if never stopped (rlkit.core.checkpoint)."""
         cuda = self.device.type == "cuda"
-        return {
+        state = {
             "networks": {name: net.state_dict() for name, net in self.trainer.networks.items()},
             "optimizers": {name: opt.state_dict() for name, opt in self._optimizers.items()},
             "replay_buffer": self.replay_buffer.state_dict(),
@@ -597,6 +601,9 @@ class PEARLAlgorithm:
             },
             "logger": self.logger.position(),
         }
+        if self.trainer.auto_alpha:  # a bare tensor, neither a network nor an optimizer
+            state["log_alpha"] = self.trainer.log_alpha.detach().clone()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Restore state_dict() into an algorithm built from the same config. Whatever the build
@@ -605,6 +612,9 @@ class PEARLAlgorithm:
             net.load_state_dict(state["networks"][name])
         for name, opt in self._optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
+        if self.trainer.auto_alpha:
+            with torch.no_grad():
+                self.trainer.log_alpha.copy_(state["log_alpha"])
         run_dir = self.logger.run_dir
         for name, buffer in self._buffers.items():
             buffer.load_state_dict(state[name], buffer_data_reader(run_dir, name))
@@ -729,7 +739,7 @@ class PEARLAlgorithm:
         )
         row = OrderedDict()
         train_stats = self._train_stats or {}
-        for key in TRAINING_STAT_KEYS:
+        for key in TRAINING_STAT_KEYS + (ALPHA_STAT_KEYS if self.trainer.auto_alpha else []):
             row[key] = train_stats.get(key, float("nan"))
         row.update(eval_stats)
         row["Number of train steps total"] = self.n_train_steps_total

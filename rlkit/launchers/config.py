@@ -66,6 +66,7 @@ STRICTLY_POSITIVE_FLOATS = {
     "algo_params.qf_lr",
     "algo_params.vf_lr",
     "algo_params.context_lr",
+    "algo_params.alpha_lr",
     "algo_params.soft_target_tau",
     "pixels.encoder_tau",
 }
@@ -75,6 +76,7 @@ CONTEXT_SOURCES = ("encoder_buffer", "replay_buffer", "rl_batch")
 # keys whose default is None and the type they take otherwise
 OPTIONAL = {
     "path_to_weights": str,
+    "algo_params.target_entropy": float,
     "util_params.seed": int,
     "util_params.num_threads": int,
     "util_params.wandb.project": str,

@@ -127,6 +127,9 @@ def build_trainer(
         soft_target_tau=algo["soft_target_tau"],
         encoder_tau=pixels["encoder_tau"],
         augment_pad=pixels["augment_pad"] if pixels["augment"] else 0,
+        auto_alpha=algo["auto_alpha"],
+        target_entropy=algo["target_entropy"],
+        alpha_lr=algo["alpha_lr"],
     )
 
 
@@ -260,8 +263,7 @@ def build_algorithm(variant: dict, logger: RunLogger, device: torch.device) -> P
     trainer = build_trainer(variant, obs_dim, action_dim, trainer_class)
     if variant["path_to_weights"] is not None:
         load_weights(trainer, variant["path_to_weights"], variant)
-    for net in trainer.networks.values():
-        net.to(device)
+    trainer.to(device)
     return PEARLAlgorithm(
         env_factory=partial(make_env, variant),
         trainer=trainer,

@@ -13,7 +13,9 @@ Every step is a real step, on its own batch:
   - later steps copy their batch in and replay.
 Host-side values are frozen into the graph when it is recorded: the step reads nothing from the
 host (no `.item()`, no Python numbers that change between steps), and the optimizers are fused
-Adam, whose step counters live on the device.
+Adam, whose step counters live on the device. With auto_alpha the temperature's step is part of
+the graph like the others: log alpha is a device tensor that its fused Adam updates in place,
+and the target entropy a constant.
 
 The returned outputs (statistics, the recurrent encoder's state) are the graph's fixed output
 tensors: valid until the next step.
@@ -102,13 +104,14 @@ class GraphedPEARLTrainer(PEARLTrainer):
 
     @property
     def _optimizers(self) -> list[torch.optim.Optimizer]:
-        return [
+        optimizers = [
             self.policy_optimizer,
             self.qf1_optimizer,
             self.qf2_optimizer,
             self.vf_optimizer,
             self.context_optimizer,
         ]
+        return optimizers + ([self.alpha_optimizer] if self.auto_alpha else [])
 
     def _side_stream(self, device: torch.device) -> torch.cuda.Stream:
         """One side stream per device for the warm-up steps and the recordings: libraries that

@@ -12,6 +12,19 @@ The step follows the reference's order exactly (SPEC section 4):
      V loss mse(V, min Q - log pi); step V; Polyak-average the target V;
   6. policy loss mean(log pi - min Q) + 1e-3 mean(mu^2) + 1e-3 mean(log_std^2); step the policy.
 
+With `auto_alpha` (ours, off by default; SAC's learned temperature, Haarnoja et al. 2018,
+"Soft Actor-Critic Algorithms and Applications") the entropy weight is alpha = exp(log alpha),
+learned, instead of the reference's fixed 1 (with reward_scale, its inverse, on the rewards).
+The temperature steps in rlkit's sac.py order, at the start of step 5: alpha loss
+-mean(log alpha * (log pi + target entropy)), log pi of step 2's new actions taken as a constant;
+step log alpha (Adam at alpha_lr); then alpha = exp(log alpha), the *updated* value, as a
+constant, weighs the entropy in this same step's losses: V loss mse(V, min Q - alpha log pi),
+policy loss mean(alpha log pi - min Q) + the same regularisers. The Q target is unchanged:
+reward_scale stays a plain multiplier of the rewards. Anywhere between step 2 and the V loss
+the temperature step would compute the same (it reads only log pi, detached, and log alpha,
+which nothing else changes); it sits just before the losses that use alpha. Without
+auto_alpha none of this runs: the reference's step, operation for operation.
+
 A pixel run first turns its images into features (rlkit.torch.pixels), then takes the same
 steps: every image of the RL batch and of the context shifted at random (DrQ), o through the
 agent's trunk with gradients, o' through the target trunk without, the context's images
@@ -53,7 +66,8 @@ class RLBatch:
 class StepOutputs:
     """What one step leaves for the statistics and the next context chunk, all detached:
     the encoder's state (None for the MLP encoder), the posterior (tasks, latent), the losses
-    (scalars) and the per-transition predictions (tasks * batch, 1 or action_dim)."""
+    (scalars) and the per-transition predictions (tasks * batch, 1 or action_dim); with
+    auto_alpha the temperature used in the step's losses and its loss (scalars), else None."""
 
     encoder_state: tuple[torch.Tensor, torch.Tensor] | None
     z_mean: torch.Tensor
@@ -68,6 +82,8 @@ class StepOutputs:
     log_pi: torch.Tensor
     policy_mean: torch.Tensor
     policy_log_std: torch.Tensor
+    alpha: torch.Tensor | None = None
+    alpha_loss: torch.Tensor | None = None
 
 
 def stats_of(name: str, values: torch.Tensor) -> OrderedDict:
@@ -84,7 +100,8 @@ def stats_of(name: str, values: torch.Tensor) -> OrderedDict:
 
 
 class PEARLTrainer:
-    """Owns the critics, the target V and the five optimizers; turns batches into updates."""
+    """Owns the critics, the target V and the five optimizers (with auto_alpha also log alpha
+    and its optimizer); turns batches into updates."""
 
     def __init__(
         self,
@@ -105,6 +122,9 @@ class PEARLTrainer:
         policy_std_reg_weight: float = 1e-3,
         encoder_tau: float = 0.05,
         augment_pad: int = 0,
+        auto_alpha: bool = False,
+        target_entropy: float | None = None,
+        alpha_lr: float = 3e-4,
     ):
         self.agent = agent
         self.qf1, self.qf2, self.vf = qf1, qf2, vf
@@ -130,6 +150,15 @@ class PEARLTrainer:
             self.trunk_optimizer = adam(agent.trunk.parameters(), lr=qf_lr)
         self.encoder_tau = encoder_tau
         self.augment_pad = augment_pad
+        # SAC's learned temperature: log alpha from 0 (alpha 1, the reference's fixed weight)
+        self.auto_alpha = auto_alpha
+        if auto_alpha:
+            action_dim = agent.policy.output_size
+            self.target_entropy = -float(action_dim) if target_entropy is None else target_entropy
+            like = next(vf.parameters())
+            self.log_alpha = torch.zeros((), dtype=like.dtype, device=like.device)
+            self.log_alpha.requires_grad_(True)
+            self.alpha_optimizer = adam([self.log_alpha], lr=alpha_lr)
 
     @property
     def networks(self) -> dict[str, nn.Module]:
@@ -145,6 +174,15 @@ class PEARLTrainer:
         if self.agent.trunk is not None:
             networks.update(trunk=self.agent.trunk, target_trunk=self.target_trunk)
         return networks
+
+    def to(self, *args, **kwargs) -> "PEARLTrainer":
+        """Moves (or casts) the networks and log alpha as nn.Module.to does, in place: the
+        optimizers keep their parameters."""
+        for net in self.networks.values():
+            net.to(*args, **kwargs)
+        if self.auto_alpha:
+            self.log_alpha.data = self.log_alpha.data.to(*args, **kwargs)
+        return self
 
     def _shift(self, frames: torch.Tensor) -> torch.Tensor:
         return random_shift(frames, self.augment_pad)
@@ -244,9 +282,18 @@ class PEARLTrainer:
         if agent.trunk is not None:
             self.trunk_optimizer.step()
 
-        # 5. V step against the updated critics
+        # 5. (auto_alpha) temperature step, then V step against the updated critics
+        alpha = alpha_loss = None
+        entropy_term = log_pi
+        if self.auto_alpha:
+            alpha_loss = -(self.log_alpha * (log_pi + self.target_entropy).detach()).mean()
+            self.alpha_optimizer.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_optimizer.step()
+            alpha = self.log_alpha.detach().exp()
+            entropy_term = alpha * log_pi
         min_q_new_actions = self._min_q_action_grad_only(obs.detach(), new_actions, task_z.detach())
-        v_target = min_q_new_actions - log_pi
+        v_target = min_q_new_actions - entropy_term
         vf_loss = torch.mean((v_pred - v_target.detach()) ** 2)
         self.vf_optimizer.zero_grad(set_to_none=True)
         vf_loss.backward()
@@ -256,7 +303,7 @@ class PEARLTrainer:
             soft_update(agent.trunk, self.target_trunk, self.encoder_tau)
 
         # 6. policy step
-        policy_loss = (log_pi - min_q_new_actions).mean()
+        policy_loss = (entropy_term - min_q_new_actions).mean()
         policy_loss = (
             policy_loss
             + self.policy_mean_reg_weight * policy_mean.pow(2).mean()
@@ -282,6 +329,8 @@ class PEARLTrainer:
             log_pi=log_pi.detach(),
             policy_mean=policy_mean.detach(),
             policy_log_std=policy_log_std.detach(),
+            alpha=alpha,
+            alpha_loss=None if alpha_loss is None else alpha_loss.detach(),
         )
 
     @staticmethod
@@ -300,4 +349,7 @@ class PEARLTrainer:
         stats.update(stats_of("Log Pis", out.log_pi))
         stats.update(stats_of("Policy mu", out.policy_mean))
         stats.update(stats_of("Policy log std", out.policy_log_std))
+        if out.alpha is not None:
+            stats["Alpha"] = float(out.alpha)
+            stats["Alpha Loss"] = float(out.alpha_loss)
         return stats

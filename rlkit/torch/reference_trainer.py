@@ -36,12 +36,15 @@ def unfused_hidden_layers() -> Iterator[None]:
 
 
 class ReferenceStepTrainer(PEARLTrainer):
-    """PEARLTrainer with the reference's step; MLP context encoders only."""
+    """PEARLTrainer with the reference's step; MLP context encoders and the reference's fixed
+    entropy weight only."""
 
     def __init__(self, agent, qf1, qf2, vf, **hyperparameters):
         super().__init__(agent, qf1, qf2, vf, **hyperparameters)
         if agent.recurrent:
             raise ValueError("the reference-style step supports the MLP context encoder only")
+        if self.auto_alpha:
+            raise ValueError("the reference-style step has no learned temperature (auto_alpha)")
         # torch 1.0's Adam: a Python loop over the parameters
         adam = partial(torch.optim.Adam, foreach=False, fused=False)
         self.policy_optimizer = adam(agent.policy.parameters(), lr=hyperparameters["policy_lr"])

@@ -80,9 +80,17 @@ def test_checkpoint_after_every_iteration(make_algorithm):
             assert torch.equal(last["networks"][name][key], value)
 
 
-@pytest.mark.parametrize("stop_call", [3, 5])  # before iteration 1's first step; in iteration 2
-def test_resumed_run_reproduces_the_uninterrupted_one(make_algorithm, monkeypatch, stop_call):
+# before iteration 1's first step; in iteration 2; in iteration 2 with the learned temperature
+# (its log alpha, a bare tensor, and its optimizer go through the checkpoint)
+@pytest.mark.parametrize(
+    ("stop_call", "auto_alpha"), [(3, False), (5, False), (5, True)], ids=["3", "5", "5-auto_alpha"]
+)
+def test_resumed_run_reproduces_the_uninterrupted_one(
+    make_algorithm, monkeypatch, stop_call, auto_alpha
+):
     settings = ("algo_params.num_iterations=3", "algo_params.num_steps_posterior=20")
+    if auto_alpha:
+        settings += ("algo_params.auto_alpha=true", "algo_params.alpha_lr=0.01")
     reference = make_algorithm(*settings)
     assert reference.train()
 
@@ -93,6 +101,8 @@ def test_resumed_run_reproduces_the_uninterrupted_one(make_algorithm, monkeypatc
     saved = load_checkpoint(run_dir)
     # TINY: 2 meta-gradient steps per iteration; the stop comes after the current step
     assert (saved["epoch"], saved["steps_done"]) == divmod(stop_call, 2)
+    assert len(saved["optimizers"]) == 5 + auto_alpha
+    assert ("log_alpha" in saved) == auto_alpha
     # rows and returns written after the checkpoint (a kill before the next one) are cut off
     with open(run_dir / "progress.csv", "a") as f:
         f.write("a row the checkpoint never saw\n")
@@ -124,6 +134,10 @@ def test_resumed_run_reproduces_the_uninterrupted_one(make_algorithm, monkeypatc
         expected = reference.trainer.networks[name].state_dict()
         for key, value in net.state_dict().items():
             assert torch.equal(value, expected[key]), name
+    if auto_alpha:
+        assert float(resumed.trainer.log_alpha.detach()) != 0.0
+        assert torch.equal(resumed.trainer.log_alpha, reference.trainer.log_alpha)
+        assert "Alpha" in progress_rows(run_dir)[0]
     assert resumed.rng.bit_generator.state == reference.rng.bit_generator.state
 
 
@@ -144,12 +158,15 @@ def poison_vf(trainer):
         (lambda trainer: setattr(trainer, "kl_lambda", float("inf")), "KL Loss"),
         (poison_vf, "VF Loss"),
         (lambda trainer: setattr(trainer, "policy_mean_reg_weight", float("inf")), "Policy Loss"),
+        # auto_alpha: the temperature steps before V and the policy, whose losses it then spoils
+        (lambda trainer: setattr(trainer, "target_entropy", float("inf")), "Alpha Loss"),
     ],
 )
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(
     make_algorithm, poison, loss
 ):
-    algo = make_algorithm("algo_params.num_iterations=1")
+    auto_alpha = str(loss == "Alpha Loss").lower()
+    algo = make_algorithm("algo_params.num_iterations=1", f"algo_params.auto_alpha={auto_alpha}")
     run_dir = algo.logger.run_dir
     assert algo.train()
     good = checkpoint_path(run_dir).read_bytes()

@@ -176,6 +176,10 @@ def test_unknown_key_without_a_close_match(tmp_path):
         ({"algo_params": {"discount": "0.9"}}, "algo_params.discount"),
         ({"algo_params": {"recurrent": "yes"}}, "algo_params.recurrent"),
         ({"algo_params": {"sparse_rewards": 2}}, "algo_params.sparse_rewards"),
+        ({"algo_params": {"auto_alpha": "yes"}}, "algo_params.auto_alpha"),
+        ({"algo_params": {"target_entropy": "-2"}}, "algo_params.target_entropy"),
+        ({"algo_params": {"target_entropy": True}}, "algo_params.target_entropy"),
+        ({"algo_params": {"alpha_lr": [3e-4]}}, "algo_params.alpha_lr"),
         ({"util_params": {"base_log_dir": 3}}, "util_params.base_log_dir"),
         ({"env_name": 7}, "env_name"),
         ({"algo_params": 5}, "algo_params"),
@@ -365,6 +369,29 @@ def test_set_a_whole_section_needs_an_object():
     assert variant["algo_params"]["num_train_steps_per_itr"] == 1000  # merged, not replaced
 
 
+def test_learned_temperature_settings():
+    """auto_alpha is a boolean; target_entropy null (-|A|) or any finite number; alpha_lr
+    positive. Each bad value is one line naming the key."""
+    variant = point_robot_variant()
+    assert variant["algo_params"]["auto_alpha"] is False
+    assert variant["algo_params"]["target_entropy"] is None
+    apply_override(variant, "algo_params.auto_alpha=1")
+    apply_override(variant, "algo_params.target_entropy=-3")
+    apply_override(variant, "algo_params.alpha_lr=1e-3")
+    validate(variant, "configs/point-robot.json")
+    assert variant["algo_params"]["auto_alpha"] is True
+    assert variant["algo_params"]["target_entropy"] == -3.0
+    assert isinstance(variant["algo_params"]["target_entropy"], float)
+    apply_override(variant, "algo_params.target_entropy=null")
+    assert variant["algo_params"]["target_entropy"] is None
+    for expression in ("algo_params.target_entropy=-Infinity", "algo_params.auto_alpha=2"):
+        assert_names(error_message(apply_override, variant, expression), expression)
+    for value in (0, -1e-3):
+        apply_override(variant, f"algo_params.alpha_lr={value}")
+        message = error_message(validate, variant, "configs/point-robot.json")
+        assert_names(message, "configs/point-robot.json", "algo_params.alpha_lr", "positive")
+
+
 def test_set_then_validate_catches_a_negative_size():
     variant = point_robot_variant()
     apply_override(variant, "algo_params.batch_size=-1")
@@ -472,3 +499,11 @@ def test_resume_may_only_change_the_length_and_the_machine():
     message = error_message(apply_resume_override, variant, "algo_params.batch_size=8")
     assert_names(message, "--set algo_params.batch_size=8", "algo_params.num_iterations")
     assert variant["algo_params"]["batch_size"] == 256
+    # the temperature's settings change the update, like the other algorithm settings
+    for expression in (
+        "algo_params.auto_alpha=true",
+        "algo_params.target_entropy=-1",
+        "algo_params.alpha_lr=1e-3",
+    ):
+        assert_names(error_message(apply_resume_override, variant, expression), expression)
+    assert variant["algo_params"]["auto_alpha"] is False

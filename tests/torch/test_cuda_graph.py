@@ -37,23 +37,23 @@ class PlainRecording(GraphedPEARLTrainer):
         return step
 
 
-def variant(recurrent: bool) -> dict:
+def variant(recurrent: bool, auto_alpha: bool = False) -> dict:
     v = load_config(None)
     v["net_size"] = 16
     v["latent_size"] = 2
     v["algo_params"]["recurrent"] = recurrent
+    v["algo_params"]["auto_alpha"] = auto_alpha
+    v["algo_params"]["alpha_lr"] = 0.05  # log alpha moves far enough to show
     return v
 
 
-def twins(trainer_class, recurrent=False, device="cpu"):
+def twins(trainer_class, recurrent=False, device="cpu", auto_alpha=False):
     """A PEARLTrainer and a `trainer_class` trainer with the same initial networks."""
     trainers = []
     for cls in (PEARLTrainer, partial(trainer_class, warmup_steps=WARMUP)):
         torch.manual_seed(0)
-        trainer = build_trainer(variant(recurrent), OBS, ACT, cls)
-        for net in trainer.networks.values():
-            net.to(device)
-        trainers.append(trainer)
+        trainer = build_trainer(variant(recurrent, auto_alpha), OBS, ACT, cls)
+        trainers.append(trainer.to(device))
     return trainers
 
 
@@ -78,18 +78,29 @@ def chunked_step(trainer, context, batch, chunks):
 
 
 def assert_same_networks(a, b, **tolerance):
-    for name, net in a.networks.items():
-        other = dict(b.networks[name].named_parameters())
-        for pname, p in net.named_parameters():
-            if tolerance:
-                torch.testing.assert_close(p, other[pname], **tolerance, msg=f"{name}.{pname}")
-            else:
-                assert torch.equal(p, other[pname]), f"{name}.{pname}"
+    """The networks' parameters, and log alpha with auto_alpha."""
+    pairs = [
+        (f"{name}.{pname}", p, dict(b.networks[name].named_parameters())[pname])
+        for name, net in a.networks.items()
+        for pname, p in net.named_parameters()
+    ]
+    if a.auto_alpha:
+        assert abs(float(a.log_alpha.detach())) > 0.01  # it has moved from 0
+        pairs.append(("log_alpha", a.log_alpha, b.log_alpha))
+    for what, p, other in pairs:
+        if tolerance:
+            torch.testing.assert_close(p, other, **tolerance, msg=what)
+        else:
+            assert torch.equal(p, other), what
 
 
-@pytest.mark.parametrize(("recurrent", "chunks"), [(False, 1), (True, 2)])
-def test_replayed_steps_are_the_plain_steps(recurrent, chunks):
-    plain, graphed = twins(PlainRecording, recurrent)
+STEP_CASES = [(False, 1, False), (True, 2, False), (False, 1, True)]
+STEP_IDS = ["mlp", "recurrent", "mlp-auto_alpha"]
+
+
+@pytest.mark.parametrize(("recurrent", "chunks", "auto_alpha"), STEP_CASES, ids=STEP_IDS)
+def test_replayed_steps_are_the_plain_steps(recurrent, chunks, auto_alpha):
+    plain, graphed = twins(PlainRecording, recurrent, auto_alpha=auto_alpha)
     for step, (context, batch) in enumerate(batches(6)):
         torch.manual_seed(100 + step)
         state, stats = chunked_step(plain, context, batch, chunks)
@@ -145,9 +156,9 @@ def test_on_the_cpu_the_option_warns_and_steps_plainly(make_algorithm):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize(("recurrent", "chunks"), [(False, 1), (True, 2)])
-def test_cuda_graph_matches_eager_steps(recurrent, chunks):
-    plain, graphed = twins(GraphedPEARLTrainer, recurrent, device="cuda")
+@pytest.mark.parametrize(("recurrent", "chunks", "auto_alpha"), STEP_CASES, ids=STEP_IDS)
+def test_cuda_graph_matches_eager_steps(recurrent, chunks, auto_alpha):
+    plain, graphed = twins(GraphedPEARLTrainer, recurrent, device="cuda", auto_alpha=auto_alpha)
     for step, (context, batch) in enumerate(batches(8, device="cuda")):
         torch.manual_seed(100 + step)
         chunked_step(plain, context, batch, chunks)

@@ -170,3 +170,30 @@ def test_critic_parameters_keep_requiring_grad_after_the_policy_step():
     trainer.take_step(context, batch)
     for net in (trainer.qf1, trainer.qf2):
         assert all(p.requires_grad for p in net.parameters())
+
+
+def test_statistics_carry_the_temperature_with_auto_alpha_only():
+    """Alpha is the step's updated temperature; its loss is -log alpha (before the step) times
+    (mean log pi + target entropy), the target entropy -|A| by default."""
+    assert "Alpha" not in make_trainer().take_step(*make_data(), want_stats=True)[1]
+    trainer = make_trainer()
+    auto = PEARLTrainer(
+        trainer.agent, trainer.qf1, trainer.qf2, trainer.vf, **HP, auto_alpha=True, alpha_lr=0.1
+    )
+    assert auto.target_entropy == -ACT
+    context, batch = make_data()
+    for _ in range(3):
+        log_alpha = float(auto.log_alpha.detach())
+        _, stats = auto.take_step(context, batch, want_stats=True)
+        assert stats["Alpha"] == pytest.approx(float(auto.log_alpha.detach().exp()), rel=1e-6)
+        expected_loss = -log_alpha * (stats["Log Pis Mean"] - ACT)
+        assert stats["Alpha Loss"] == pytest.approx(expected_loss, rel=1e-5, abs=1e-7)
+    assert stats["Alpha"] != 1.0
+
+
+def test_the_reference_style_step_has_no_learned_temperature():
+    trainer = make_trainer()
+    with pytest.raises(ValueError, match="auto_alpha"):
+        ReferenceStepTrainer(
+            trainer.agent, trainer.qf1, trainer.qf2, trainer.vf, **HP, auto_alpha=True
+        )

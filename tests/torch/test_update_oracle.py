@@ -18,6 +18,13 @@ chunk to the next and detached (truncated backprop), and reset for each meta-gra
 
 Noise: a step draws z's noise (with the bottleneck), then the policy's, from torch's global
 generator; the oracle draws the same after the same seed.
+
+Each test also runs with the learned temperature (auto_alpha, SAC): the oracle steps log alpha
+by its own Adam on -mean(log alpha (log pi + target entropy)) before the V loss, then weighs
+the entropy of the V target and the policy loss by the updated alpha; the test compares the
+alpha loss, the alpha used, log alpha's gradient and log alpha after every step. log alpha
+starts at 0.5 and steps at a high rate, so that alpha is far from 1 and a misplaced or missing
+alpha shows.
 """
 
 import math
@@ -55,6 +62,8 @@ TRAINED = {
     "vf": "vf_lr",
     "policy": "policy_lr",
 }
+# the learned temperature (auto_alpha): its learning rate, log alpha's start, a target entropy
+ALPHA_LR, LOG_ALPHA_START, TARGET_ENTROPY = 0.05, 0.5, -0.7
 STEPS = 4
 # the trainer's dtype -> (relative tolerance, absolute tolerance as a fraction of the tensor's
 # largest entry) against the float64 oracle
@@ -98,14 +107,23 @@ def lstm(w: dict, x: torch.Tensor, state: tuple | None) -> tuple:
 
 @dataclass
 class OracleStep:
-    grads: dict  # network -> parameter name -> gradient
-    losses: dict  # kl_loss, qf_loss, vf_loss, policy_loss
+    grads: dict  # network (and "temperature") -> parameter name -> gradient
+    losses: dict  # kl_loss, qf_loss, vf_loss, policy_loss; alpha_loss and alpha (auto_alpha)
 
 
 class Oracle:
-    """The six networks as float64 weight dicts, PEARL's step as equations, Adam by formula."""
+    """The six networks as float64 weight dicts, PEARL's step as equations, Adam by formula;
+    with `log_alpha` (a start value) SAC's learned temperature towards `target_entropy`."""
 
-    def __init__(self, networks: dict[str, nn.Module], latent: int, use_ib: bool, recurrent: bool):
+    def __init__(
+        self,
+        networks: dict[str, nn.Module],
+        latent: int,
+        use_ib: bool,
+        recurrent: bool,
+        log_alpha: torch.Tensor | None = None,
+        target_entropy: float | None = None,
+    ):
         self.w = {
             name: {k: v.detach().double().clone() for k, v in net.state_dict().items()}
             for name, net in networks.items()
@@ -115,6 +133,12 @@ class Oracle:
             name: {k: (torch.zeros_like(v), torch.zeros_like(v)) for k, v in self.w[name].items()}
             for name in TRAINED
         }
+        self.auto_alpha = log_alpha is not None
+        if self.auto_alpha:
+            self.temperature = {"log_alpha": log_alpha.detach().double().clone()}
+            zero = torch.zeros((), dtype=torch.float64)
+            self.adam["temperature"] = {"log_alpha": (zero, zero)}
+            self.target_entropy = target_entropy
         self.t = 0
 
     def encode(self, w: dict, context: torch.Tensor, state: tuple | None):
@@ -161,7 +185,8 @@ class Oracle:
     def adam_step(self, grads: dict, applied: dict | None) -> None:
         t = self.t
         for net, net_grads in grads.items():
-            lr = HP[TRAINED[net]]
+            weights = self.temperature if net == "temperature" else self.w[net]
+            lr = ALPHA_LR if net == "temperature" else HP[TRAINED[net]]
             for k, g in net_grads.items():
                 g = g if applied is None else applied[net][k].double()
                 m, v = self.adam[net][k]
@@ -169,7 +194,7 @@ class Oracle:
                 v = BETA2 * v + (1 - BETA2) * g**2
                 self.adam[net][k] = (m, v)
                 m_hat, v_hat = m / (1 - BETA1**t), v / (1 - BETA2**t)
-                self.w[net][k] = self.w[net][k] - lr * m_hat / (v_hat.sqrt() + ADAM_EPS)
+                weights[k] = weights[k] - lr * m_hat / (v_hat.sqrt() + ADAM_EPS)
 
     def leaves(self, name: str) -> dict:
         return {k: v.clone().requires_grad_(True) for k, v in self.w[name].items()}
@@ -212,11 +237,19 @@ class Oracle:
         # 6. V against min Q of the updated critics on the policy's new actions
         x = torch.cat([obs, z_fixed], dim=-1)
         new_actions, log_pi, mean, log_std = self.policy(pi, x, policy_noise.double())
+        alpha, temperature = 1.0, {}
+        if self.auto_alpha:
+            # SAC's temperature: stepped first, its updated value weighs this step's entropy
+            log_alpha = self.temperature["log_alpha"].clone().requires_grad_(True)
+            alpha_loss = -(log_alpha * (log_pi + self.target_entropy).detach()).mean()
+            temperature = self.grad(alpha_loss, {"temperature": {"log_alpha": log_alpha}})
+            self.adam_step(temperature, applied)
+            alpha = torch.exp(self.temperature["log_alpha"])
         min_q = torch.minimum(
             mlp(self.w["qf1"], obs, new_actions, z_fixed),
             mlp(self.w["qf2"], obs, new_actions, z_fixed),
         )
-        v_target = (min_q - log_pi).detach()
+        v_target = (min_q - alpha * log_pi).detach()
         vf_loss = ((mlp(v, obs, z_fixed) - v_target) ** 2).mean()
         v_grads = self.grad(vf_loss, {"vf": v})
         self.adam_step(v_grads, applied)
@@ -228,7 +261,7 @@ class Oracle:
 
         # 7. policy
         policy_loss = (
-            (log_pi - min_q).mean()
+            (alpha * log_pi - min_q).mean()
             + POLICY_MEAN_REG * (mean**2).mean()
             + POLICY_STD_REG * (log_std**2).mean()
         )
@@ -236,8 +269,10 @@ class Oracle:
         self.adam_step(pi_grads, applied)
 
         losses = dict(kl_loss=kl_loss, qf_loss=qf_loss, vf_loss=vf_loss, policy_loss=policy_loss)
+        if self.auto_alpha:
+            losses.update(alpha_loss=alpha_loss, alpha=alpha)
         state = None if state is None else tuple(s.detach() for s in state)
-        return OracleStep({**grads, **v_grads, **pi_grads}, losses), state
+        return OracleStep({**grads, **temperature, **v_grads, **pi_grads}, losses), state
 
     def draw_noise(self, tasks: int, rows: int, action_dim: int, dtype: torch.dtype):
         """The step's draws from the global generator, in its order and the trainer's dtype:
@@ -248,17 +283,18 @@ class Oracle:
 
 # ------------------------------------------------------------------------ the code under test
 class Recorder:
-    """What the trainer's optimizers see when they step, and the losses of each update."""
+    """What the trainer's optimizers see when they step, and the losses (with auto_alpha also
+    the alpha used, and log alpha after the step) of each update."""
 
     def __init__(self, trainer: PEARLTrainer):
         self.grads: list[dict] = []
         self.losses: list[dict] = []
         self.params: list[dict] = []
+        self.log_alpha: list[torch.Tensor] = []
         names = {}
         for net_name, net in trainer.networks.items():
             for k, p in net.named_parameters():
                 names[id(p)] = (net_name, k)
-        self.names = names
         optimizers = (
             trainer.context_optimizer,
             trainer.qf1_optimizer,
@@ -266,6 +302,10 @@ class Recorder:
             trainer.vf_optimizer,
             trainer.policy_optimizer,
         )
+        if trainer.auto_alpha:
+            names[id(trainer.log_alpha)] = ("temperature", "log_alpha")
+            optimizers += (trainer.alpha_optimizer,)
+        self.names = names
         for optimizer in optimizers:
             optimizer.register_step_pre_hook(self._record_grads)
         update = trainer.update
@@ -281,6 +321,9 @@ class Recorder:
                     policy_loss=out.policy_loss,
                 )
             )
+            if trainer.auto_alpha:
+                self.losses[-1].update(alpha_loss=out.alpha_loss, alpha=out.alpha)
+                self.log_alpha.append(trainer.log_alpha.detach().clone())
             self.params.append(
                 {
                     name: {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -312,9 +355,11 @@ def close(ours: torch.Tensor | None, expected: torch.Tensor, dtype, what: str) -
 
 def compare_step(step: int, recorder: Recorder, expected: OracleStep, oracle: Oracle, dtype):
     """The losses, each optimizer's gradients and all parameters after `step` (0-based)."""
+    assert set(recorder.losses[step]) == set(expected.losses)
     for name, value in expected.losses.items():
         close(recorder.losses[step][name], value, dtype, f"step {step} {name}")
-    assert set(recorder.grads[step]) == set(expected.grads) == set(TRAINED)
+    trained = set(TRAINED) | ({"temperature"} if oracle.auto_alpha else set())
+    assert set(recorder.grads[step]) == set(expected.grads) == trained
     for net, grads in expected.grads.items():
         assert set(recorder.grads[step][net]) == set(grads), f"step {step}: {net} parameters"
         for k, g in grads.items():
@@ -324,16 +369,21 @@ def compare_step(step: int, recorder: Recorder, expected: OracleStep, oracle: Or
         assert set(params) == set(oracle.w[net]), f"{net} parameters"
         for k, p in params.items():
             close(p, oracle.w[net][k], dtype, f"after step {step}: {net}.{k}")
+    if oracle.auto_alpha:
+        expected_log_alpha = oracle.temperature["log_alpha"]
+        close(recorder.log_alpha[step], expected_log_alpha, dtype, f"after step {step}: log alpha")
 
 
 def prepare(trainer: PEARLTrainer, dtype: torch.dtype) -> None:
-    """The networks in `dtype` (in place: the optimizers keep their parameters), with output
-    layers far from their +-3e-3 initialisation and a target V unlike V, so that every term of
-    the losses weighs in the gradients."""
+    """The networks (and log alpha) in `dtype` (in place: the optimizers keep their
+    parameters), with output layers far from their +-3e-3 initialisation, a target V unlike V
+    and alpha far from 1, so that every term of the losses weighs in the gradients."""
     g = torch.Generator().manual_seed(5)
+    trainer.to(dtype)
     with torch.no_grad():
+        if trainer.auto_alpha:
+            trainer.log_alpha.fill_(LOG_ALPHA_START)
         for name, net in trainer.networks.items():
-            net.to(dtype)
             heads = [net.last_fc] + ([net.last_fc_log_std] if name == "policy" else [])
             for w in (fc.weight for fc in heads):  # outputs of about unit size
                 w.copy_(torch.randn(w.shape, generator=g) / w.shape[1] ** 0.5)
@@ -365,9 +415,11 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("auto_alpha", [False, True], ids=["fixed-alpha", "learned-alpha"])
 @pytest.mark.parametrize("use_ib", [True, False], ids=["bottleneck", "deterministic"])
 @pytest.mark.parametrize("case", CASES)
-def test_steps_match_the_oracle(case, use_ib, monkeypatch):
+def test_steps_match_the_oracle(case, use_ib, auto_alpha, monkeypatch):
+    """The target entropy at its default, -|A|."""
     tasks, n_context, batch_size, widths, dtype = CASES[case]
     torch.manual_seed(0)
     encoder = MlpEncoder(widths, 2 * LATENT if use_ib else LATENT, OBS + ACT + 1)
@@ -375,9 +427,10 @@ def test_steps_match_the_oracle(case, use_ib, monkeypatch):
     qf1, qf2 = (Mlp(widths, 1, OBS + ACT + LATENT) for _ in range(2))
     vf = Mlp(widths, 1, OBS + LATENT)
     agent = PEARLAgent(LATENT, encoder, policy, use_information_bottleneck=use_ib)
-    trainer = PEARLTrainer(agent, qf1, qf2, vf, **HP)
+    trainer = PEARLTrainer(agent, qf1, qf2, vf, **HP, auto_alpha=auto_alpha, alpha_lr=ALPHA_LR)
     prepare(trainer, dtype)
-    oracle = Oracle(trainer.networks, LATENT, use_ib, recurrent=False)
+    log_alpha = trainer.log_alpha if auto_alpha else None
+    oracle = Oracle(trainer.networks, LATENT, use_ib, False, log_alpha, target_entropy=-ACT)
     recorder = Recorder(trainer)
 
     fused_rows = []
@@ -410,11 +463,13 @@ def test_steps_match_the_oracle(case, use_ib, monkeypatch):
 CHUNKS = 3
 
 
+@pytest.mark.parametrize("auto_alpha", [False, True], ids=["fixed-alpha", "learned-alpha"])
 @pytest.mark.parametrize("use_ib", [True, False], ids=["bottleneck", "deterministic"])
 @pytest.mark.parametrize("recurrent", [True, False], ids=["recurrent", "mlp"])
-def test_context_chunks_match_the_oracle(recurrent, use_ib, make_algorithm):
+def test_context_chunks_match_the_oracle(recurrent, use_ib, auto_alpha, make_algorithm):
     """The algorithm's training loop: CHUNKS steps per meta-gradient step, one per chunk of
-    the context, each on a fresh RL batch; the LSTM state carried across them, detached."""
+    the context, each on a fresh RL batch; the LSTM state carried across them, detached. The
+    temperature's settings come from the config, a target entropy among them."""
     tasks, mini, batch_size, dtype = 3, 2, 5, torch.float64
     algorithm = make_algorithm(
         f"algo_params.recurrent={str(recurrent).lower()}",
@@ -423,6 +478,9 @@ def test_context_chunks_match_the_oracle(recurrent, use_ib, make_algorithm):
         f"algo_params.embedding_mini_batch_size={mini}",
         f"algo_params.batch_size={batch_size}",
         *(f"algo_params.{k}={v}" for k, v in HP.items()),
+        f"algo_params.auto_alpha={str(auto_alpha).lower()}",
+        f"algo_params.target_entropy={TARGET_ENTROPY}",
+        f"algo_params.alpha_lr={ALPHA_LR}",
     )
     trainer = algorithm.trainer
     assert trainer.agent.recurrent == recurrent
@@ -431,7 +489,8 @@ def test_context_chunks_match_the_oracle(recurrent, use_ib, make_algorithm):
     action_dim = trainer.agent.policy.output_size
     obs_dim = trainer.vf.input_size - latent
     context_dim = trainer.agent.context_encoder.input_size
-    oracle = Oracle(trainer.networks, latent, use_ib, recurrent)
+    log_alpha = trainer.log_alpha if auto_alpha else None
+    oracle = Oracle(trainer.networks, latent, use_ib, recurrent, log_alpha, TARGET_ENTROPY)
     recorder = Recorder(trainer)
 
     g = torch.Generator().manual_seed(2)
