@@ -17,13 +17,13 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from rlkit.core import pearl_algorithm
+from rlkit.core import evaluation, pearl_algorithm
 from rlkit.data_management.multitask_replay_buffer import MultiTaskReplayBuffer
 from rlkit.launchers import launcher
 from rlkit.torch.reference_trainer import ReferenceStepTrainer
 
 _rollout = pearl_algorithm.rollout
-_adapt_online = pearl_algorithm.adapt_online
+_adapt_online = evaluation.adapt_online
 _random_batch = MultiTaskReplayBuffer.random_batch
 
 
@@ -58,8 +58,9 @@ def _per_task(sample):
 def per_task_loops() -> Iterator[None]:
     """Within the context, algorithms built by rlkit.launchers.launcher use the baseline."""
     patches = [
-        (pearl_algorithm, "rollout", one_slot_rollout),
-        (pearl_algorithm, "adapt_online", one_slot_adapt_online),
+        (pearl_algorithm, "rollout", one_slot_rollout),  # collection
+        (evaluation, "rollout", one_slot_rollout),  # the buffer-posterior evaluation
+        (evaluation, "adapt_online", one_slot_adapt_online),
         (launcher, "PEARLTrainer", ReferenceStepTrainer),
         # the baseline steps eagerly even where util_params.cuda_graph is set
         (launcher, "GraphedPEARLTrainer", ReferenceStepTrainer),

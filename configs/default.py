@@ -52,6 +52,15 @@ default_config = dict(
         # ours: the meta-training step's context: 'encoder_buffer' (recent data, the
         # reference), 'replay_buffer' (the whole RL buffer) or 'rl_batch' (the RL batch itself)
         context_source="encoder_buffer",
+        # ours: Meta-World families only, the benchmark's own evaluator
+        # (metaworld.evaluation.metalearning_evaluation; docs/metaworld.md) on the eval tasks:
+        # every this many iterations, 0: only after the last
+        metaworld_eval_every=0,
+        metaworld_eval_num_evals=10,  # rounds of fresh goals; 0 turns the evaluator off
+        metaworld_eval_adaptation_episodes=10,  # episodes per env before the posterior is fixed
+        metaworld_eval_evaluation_episodes=3,  # scored episodes per class and round
+        metaworld_eval_envs_per_class=1,  # envs per class (more: faster, biased up)
+        metaworld_eval_max_episode_steps=500,  # the benchmark's episode length
     ),
     # ours: observations as images instead of the state (docs/pixels.md)
     pixels=dict(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlkit.core import pearl_algorithm
+from rlkit.core import evaluation, pearl_algorithm
 from rlkit.data_management.multitask_replay_buffer import MultiTaskReplayBuffer
 from rlkit.data_management.path import Path as Trajectory
 from rlkit.launchers import launcher
@@ -68,21 +68,24 @@ def test_baseline_samples_task_by_task_in_the_order_asked():
 
 
 def test_baseline_patches_are_undone():
-    before = (
-        pearl_algorithm.rollout,
-        pearl_algorithm.adapt_online,
-        MultiTaskReplayBuffer.random_batch,
-    )
+    def patched():
+        return (
+            pearl_algorithm.rollout,
+            evaluation.rollout,
+            evaluation.adapt_online,
+            MultiTaskReplayBuffer.random_batch,
+        )
+
+    before = patched()
     with baseline.per_task_loops():
         assert pearl_algorithm.rollout is baseline.one_slot_rollout
+        assert evaluation.rollout is baseline.one_slot_rollout
+        assert evaluation.adapt_online is baseline.one_slot_adapt_online
         assert launcher.GraphedPEARLTrainer is ReferenceStepTrainer
-    after = (
-        pearl_algorithm.rollout,
-        pearl_algorithm.adapt_online,
-        MultiTaskReplayBuffer.random_batch,
-    )
+    after = patched()
     assert after == before
-    assert before[0] is rollout.rollout and before[1] is online_adaptation.adapt_online
+    assert before[0] is rollout.rollout and before[1] is rollout.rollout
+    assert before[2] is online_adaptation.adapt_online
     assert launcher.PEARLTrainer is PEARLTrainer
     assert launcher.GraphedPEARLTrainer is GraphedPEARLTrainer
 

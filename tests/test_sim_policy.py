@@ -1,6 +1,7 @@
 """sim_policy.py on tiny trained runs: the per-trajectory report, the snapshot choice, the
 pictures and the video, and clean errors."""
 
+import json
 import re
 import shutil
 
@@ -10,6 +11,8 @@ import pytest
 import torch
 from conftest import run_child
 from matplotlib.image import imread
+
+from rlkit.envs import ENVS
 
 TINY = [
     "net_size=16",
@@ -34,7 +37,18 @@ RUNS = {
     ),
     "cheetah": ("configs/cheetah-dir.json", []),
     # 5 eval tasks, one of each held-out class: the video's env switches class between them
-    "ml10": ("configs/metaworld-ml10.json", ["n_train_tasks=10", "n_eval_tasks=5"]),
+    # Meta-World's evaluator on 20-step episodes
+    "ml10": (
+        "configs/metaworld-ml10.json",
+        [
+            "n_train_tasks=10",
+            "n_eval_tasks=5",
+            "algo_params.metaworld_eval_num_evals=1",
+            "algo_params.metaworld_eval_adaptation_episodes=1",
+            "algo_params.metaworld_eval_evaluation_episodes=1",
+            "algo_params.metaworld_eval_max_episode_steps=20",
+        ],
+    ),
     "no-snapshots": (
         "configs/point-robot.json",
         ["n_train_tasks=4", "n_eval_tasks=2", "util_params.snapshot_mode=none"],
@@ -163,6 +177,28 @@ def test_metaworld_report_and_video_across_classes(run_dirs):
     assert frames.shape == (5 * 2 * 21, 240, 320, 3)
     firsts = frames[:: 2 * 21].astype(float)  # each task's first frame: another scene
     assert min(np.abs(a - b).mean() for a, b in zip(firsts, firsts[1:], strict=False)) > 0.5
+
+
+def test_metaworld_eval_reports_each_held_out_class(run_dirs):
+    run_dir = run_dirs["ml10"]
+    proc = python("sim_policy.py", run_dir, "--metaworld-eval", "--adaptation-episodes", 2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    headline = re.search(r"5 eval tasks: success rate ([\d.]+), mean return ([\d.]+)", proc.stdout)
+    assert headline and 0 <= float(headline[1]) <= 1 and float(headline[2]) > 0
+    classes = dict(re.findall(r"^(\S+-v3): success rate ([\d.]+)$", proc.stdout, re.M))
+    variant = json.loads((run_dir / "variant.json").read_text())
+    assert sorted(classes) == ENVS[variant["env_name"]]().test_classes
+    assert all(0 <= float(rate) <= 1 for rate in classes.values())
+
+
+def test_metaworld_eval_of_another_family_is_a_clear_error(run_dirs):
+    run_dir = run_dirs["sparse-point"]
+    proc = python("sim_policy.py", run_dir, "--metaworld-eval")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip() == (
+        f"error: {run_dir}: Meta-World's evaluator needs a Meta-World run, this one's "
+        "env_name is 'sparse-point-robot'"
+    )
 
 
 def test_run_without_snapshots_is_a_clear_error(run_dirs):

@@ -6,7 +6,9 @@ Each iteration (SPEC section 4):
     num_steps_prior with z ~ prior (both buffers), num_steps_posterior with z ~ posterior
     (both), num_extra_rl_steps_posterior with z ~ posterior (RL buffer only);
   - num_train_steps_per_itr meta-gradient steps on meta_batch train tasks;
-  - evaluation, logging, snapshot, checkpoint.
+  - evaluation (the protocols are rlkit.core.evaluation's: buffer posterior and PEARL online
+    every iteration, Meta-World's own evaluator when it is due), logging, snapshot,
+    checkpoint.
 
 Tasks of one phase are collected together, one env per task slot (rlkit.samplers.rollout).
 
@@ -37,15 +39,20 @@ from rlkit.core.checkpoint import (
     save_buffer_data,
     save_checkpoint,
 )
+from rlkit.core.evaluation import (
+    OnlineResult,
+    buffer_posterior_eval,
+    metaworld_evaluation,
+    online_eval,
+)
 from rlkit.core.logger import RunLogger
 from rlkit.core.progress import progress_bar
 from rlkit.data_management.multitask_replay_buffer import (
     FrameReplayBuffer,
     MultiTaskReplayBuffer,
 )
-from rlkit.data_management.path import Path
 from rlkit.envs.pixels import PixelObservations
-from rlkit.samplers.online_adaptation import adapt_online, context_from, pixel_context_from
+from rlkit.samplers.online_adaptation import context_from, pixel_context_from
 from rlkit.samplers.rollout import rollout
 from rlkit.torch.pearl_trainer import PEARLTrainer, RLBatch
 from rlkit.torch.pixels import PixelContext
@@ -134,6 +141,12 @@ class PEARLAlgorithm:
         context_source: str = "encoder_buffer",
         snapshot_mode: str = "last",
         snapshot_gap: int = 1,
+        metaworld_eval_every: int = 0,
+        metaworld_eval_num_evals: int = 10,
+        metaworld_eval_adaptation_episodes: int = 10,
+        metaworld_eval_evaluation_episodes: int = 3,
+        metaworld_eval_envs_per_class: int = 1,
+        metaworld_eval_max_episode_steps: int = 500,
         **_ignored,
     ):
         self.env_factory = env_factory
@@ -166,6 +179,15 @@ class PEARLAlgorithm:
         self.context_source = context_source
         self.snapshot_mode = snapshot_mode
         self.snapshot_gap = snapshot_gap
+        # Meta-World's own evaluator (rlkit.core.evaluation)
+        self.metaworld_eval = dict(
+            every=metaworld_eval_every,
+            num_evals=metaworld_eval_num_evals,
+            adaptation_episodes=metaworld_eval_adaptation_episodes,
+            evaluation_episodes=metaworld_eval_evaluation_episodes,
+            envs_per_class=metaworld_eval_envs_per_class,
+            max_episode_steps=metaworld_eval_max_episode_steps,
+        )
 
         self._envs: list = []
         probe = self._env(0)
@@ -173,6 +195,8 @@ class PEARLAlgorithm:
         # Meta-World: success rates next to the returns, per held-out class when the eval
         # tasks' classes are not trained on (ML10, ML45)
         self.reports_success = bool(getattr(family, "reports_success", False))
+        # a Meta-World family, which the benchmark's own evaluator can score
+        self._metaworld = family if hasattr(family, "metaworld_task") else None
         # held-out class -> the positions of its tasks in eval_tasks
         self._eval_classes: dict[str, list[int]] = {}
         if self.reports_success and hasattr(family, "class_of"):
@@ -449,51 +473,26 @@ class PEARLAlgorithm:
                 self._train_stats = stats
 
     # ----------------------------------------------------------------- evaluation
-    def _returns(self, paths: Sequence[Path]) -> list[float]:
-        return [p.episode_return(self.sparse_rewards) for p in paths]
-
     def _eval_with_buffer_posterior(self, tasks: Sequence[int]) -> tuple[float, float]:
-        """AverageTrainReturn: trajectories with z from a posterior on fresh encoder-buffer
-        context, re-sampled before each of num_steps_per_eval // max_path_length trajectories.
-        Returns the mean return and the fraction of those trajectories that succeeded."""
-        envs = self._slot_envs(tasks)
-        returns, successes = [], []
-        for _ in range(self.num_steps_per_eval // self.max_path_length):
-            mean, var = self._posterior(self.sample_context(tasks))
-            z = self.agent.sample_z(mean, var)
-            paths = rollout(envs, self.agent, z, self.max_path_length, deterministic=True)
-            returns.append(self._returns(paths))
-            successes.append([p.succeeded() for p in paths])
-        if not returns:
-            return float("nan"), float("nan")
-        return float(np.mean(returns)), float(np.mean(successes))
+        """AverageTrainReturn and its success rate (rlkit.core.evaluation)."""
+        return buffer_posterior_eval(
+            self._slot_envs(tasks),
+            self.agent,
+            lambda: self.sample_context(tasks),
+            num_trajs=self.num_steps_per_eval // self.max_path_length,
+            max_path_length=self.max_path_length,
+            sparse_rewards=self.sparse_rewards,
+        )
 
-    def _final_and_online(self, values: list[list[float]], n_tasks: int):
-        """From one value per trajectory of every slot (num_evals slots per task, in task
-        order): per task, the mean over its runs of the last trajectory's value; and the mean
-        over tasks and runs of each trajectory index's value (up to the shortest run)."""
-        final, online = [], []
-        for i in range(n_tasks):
-            runs = values[i * self.num_evals : (i + 1) * self.num_evals]
-            final.append(float(np.mean([r[-1] for r in runs])))
-            k = min(len(r) for r in runs)
-            online.append(np.mean([r[:k] for r in runs], axis=0))
-        k = min(len(r) for r in online)
-        return final, np.mean([r[:k] for r in online], axis=0)
-
-    def _online_eval(self, tasks: Sequence[int], epoch: int):
-        """num_evals runs per task, each from the prior, accumulating its own context online;
-        after num_exp_traj_eval trajectories the posterior is inferred from all context so far
-        and re-inferred after every later trajectory, until num_steps_per_eval transitions.
-
-        Returns (per-task final returns, the mean return of each trajectory index), the same
-        pair for success (1 when the trajectory succeeded), and the last run's posterior
-        mean, var.
-        """
+    def _online_eval(self, tasks: Sequence[int], epoch: int) -> OnlineResult:
+        """PEARL's online protocol, num_evals runs per task (rlkit.core.evaluation); their
+        trajectories saved when dump_eval_paths is set."""
         slot_tasks = np.repeat(np.asarray(tasks, dtype=np.int64), self.num_evals)
-        slot_paths, mean, var = adapt_online(
+        result = online_eval(
             self._slot_envs(slot_tasks),
             self.agent,
+            len(tasks),
+            num_evals=self.num_evals,
             max_path_length=self.max_path_length,
             num_exp_traj=self.num_exp_traj_eval,
             sparse_rewards=self.sparse_rewards,
@@ -504,13 +503,48 @@ class PEARLAlgorithm:
             for s, task in enumerate(slot_tasks):
                 goal = self._envs[s].tasks[int(task)]
                 self.logger.save_extra(
-                    [dict(vars(p), goal=goal) for p in slot_paths[s]],
+                    [dict(vars(p), goal=goal) for p in result.slot_paths[s]],
                     f"eval_trajectories/task{task}-epoch{epoch}-run{s % self.num_evals}",
                 )
-        returns = self._final_and_online([self._returns(p) for p in slot_paths], len(tasks))
-        successes = [[float(p.succeeded()) for p in paths] for paths in slot_paths]
-        success = self._final_and_online(successes, len(tasks))
-        return returns, success, (mean[-1], var[-1])
+        return result
+
+    def _metaworld_due(self, epoch: int) -> bool:
+        """Whether Meta-World's own evaluator scores this iteration: every
+        metaworld_eval_every iterations (0: none before) and after the last."""
+        if self._metaworld is None or self.metaworld_eval["num_evals"] == 0:
+            return False
+        every = self.metaworld_eval["every"]
+        return epoch == self.num_iterations - 1 or (every > 0 and (epoch + 1) % every == 0)
+
+    def _metaworld_stats(self, epoch: int) -> OrderedDict:
+        """The MetaWorld* columns: the evaluator's scores on the eval tasks when it is due,
+        NaN otherwise (every row has the same columns)."""
+        stats = OrderedDict()
+        names = ["MetaWorldSuccessRate_test_tasks", "MetaWorldReturn_test_tasks"]
+        names += [f"MetaWorldSuccessRate_test_tasks_{c}" for c in self._eval_classes]
+        if not self._metaworld_due(epoch):
+            return OrderedDict((name, float("nan")) for name in names)
+        settings = self.metaworld_eval
+        scores = metaworld_evaluation(
+            self.agent,
+            self._metaworld,
+            self.eval_tasks,
+            num_evals=settings["num_evals"],
+            adaptation_episodes=settings["adaptation_episodes"],
+            evaluation_episodes=settings["evaluation_episodes"],
+            envs_per_class=settings["envs_per_class"],
+            max_episode_steps=settings["max_episode_steps"],
+            use_next_obs=self.use_next_obs_in_context,
+            rng=self.rng,
+        )
+        stats[names[0]] = scores.success_rate
+        stats[names[1]] = scores.mean_return
+        for c in self._eval_classes:
+            stats[f"MetaWorldSuccessRate_test_tasks_{c}"] = scores.class_success[c]
+        self.logger.log(
+            f"iteration {epoch}: Meta-World evaluator, test success {scores.success_rate:.3f}"
+        )
+        return stats
 
     def _dump_prior_paths(self, epoch: int) -> None:
         """20 deterministic trajectories with z ~ prior on the first eval task, for pictures."""
@@ -531,31 +565,32 @@ class PEARLAlgorithm:
         with progress_bar(3, f"iteration {epoch}: evaluation") as bar:
             train_returns, train_success = self._eval_with_buffer_posterior(indices)
             bar.update()
-            (train_final, train_online), train_online_success, _ = self._online_eval(indices, epoch)
+            train = self._online_eval(indices, epoch)
             bar.update()
-            (test_final, test_online), test_online_success, (z_mean, z_var) = self._online_eval(
-                self.eval_tasks, epoch
-            )
+            test = self._online_eval(self.eval_tasks, epoch)
             bar.update()
         success_curves = None
         if self.reports_success:
-            success_curves = (train_online_success[1], test_online_success[1])
-        self.logger.save_online_returns(epoch, train_online, test_online, success_curves)
-        self.logger.log(f"online returns, test tasks: {np.round(test_online, 2).tolist()}")
+            success_curves = (train.online_success, test.online_success)
+        self.logger.save_online_returns(
+            epoch, train.online_returns, test.online_returns, success_curves
+        )
+        self.logger.log(f"online returns, test tasks: {np.round(test.online_returns, 2).tolist()}")
         stats = OrderedDict()
-        stats["Z mean eval"] = float(z_mean.abs().mean())
-        stats["Z variance eval"] = float(z_var.mean())
+        stats["Z mean eval"] = float(test.z_mean.abs().mean())
+        stats["Z variance eval"] = float(test.z_var.mean())
         stats["AverageTrainReturn_all_train_tasks"] = train_returns
-        stats["AverageReturn_all_train_tasks"] = float(np.mean(train_final))
-        stats["AverageReturn_all_test_tasks"] = float(np.mean(test_final))
+        stats["AverageReturn_all_train_tasks"] = float(np.mean(train.final_returns))
+        stats["AverageReturn_all_test_tasks"] = float(np.mean(test.final_returns))
         if self.reports_success:
             stats["TrainSuccessRate_all_train_tasks"] = train_success
-            stats["SuccessRate_all_train_tasks"] = float(np.mean(train_online_success[0]))
-            test_final_success = test_online_success[0]
-            stats["SuccessRate_all_test_tasks"] = float(np.mean(test_final_success))
+            stats["SuccessRate_all_train_tasks"] = float(np.mean(train.final_success))
+            stats["SuccessRate_all_test_tasks"] = float(np.mean(test.final_success))
             for name, positions in self._eval_classes.items():
-                rates = [test_final_success[i] for i in positions]
+                rates = [test.final_success[i] for i in positions]
                 stats[f"SuccessRate_test_tasks_{name}"] = float(np.mean(rates))
+        if self._metaworld is not None and self.metaworld_eval["num_evals"] > 0:
+            stats.update(self._metaworld_stats(epoch))
         return stats
 
     # ----------------------------------------------------------------- loop

@@ -13,6 +13,7 @@ the trackers follow it so that each iteration is one point:
 
 import csv
 import json
+import math
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,13 +28,17 @@ WANDB_STATE = "wandb.json"
 
 def numeric_columns(row: Mapping[str, object]) -> dict[str, float]:
     """The row's numeric columns as progress.csv shows them (the text the csv module writes,
-    read back), so that every tracker holds exactly the file's values."""
+    read back), so that every tracker holds exactly the file's values; NaN (a column not
+    measured in that iteration, e.g. Meta-World's evaluator between its scorings) is left
+    out, so the curve has points where there are numbers."""
     values = {}
     for column, value in row.items():
         try:
-            values[column] = float(str(value))
+            number = float(str(value))
         except ValueError:
             continue
+        if not math.isnan(number):
+            values[column] = number
     return values
 
 

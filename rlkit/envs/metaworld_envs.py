@@ -173,6 +173,10 @@ class MetaWorldTaskEnv(gym.Env):
     def get_all_task_idx(self) -> range:
         return range(len(self._mw_tasks))
 
+    def metaworld_task(self, idx: int):
+        """Task `idx` as Meta-World's own Task (for the benchmark's evaluator)."""
+        return self._mw_tasks[idx]
+
     def reset_task(self, idx: int) -> None:
         """Make task `idx` the slot's task (its class's env, its goal), then reset."""
         task = self._mw_tasks[idx]

@@ -39,6 +39,10 @@ POSITIVE = {
     "algo_params.max_path_length",
     "algo_params.update_post_train",
     "algo_params.replay_buffer_size",
+    "algo_params.metaworld_eval_adaptation_episodes",
+    "algo_params.metaworld_eval_evaluation_episodes",
+    "algo_params.metaworld_eval_envs_per_class",
+    "algo_params.metaworld_eval_max_episode_steps",
     "util_params.snapshot_gap",
     "util_params.num_threads",
     "pixels.size",
@@ -57,6 +61,8 @@ NON_NEGATIVE = {
     "algo_params.num_exp_traj_eval",
     "algo_params.reward_scale",
     "algo_params.kl_lambda",
+    "algo_params.metaworld_eval_every",
+    "algo_params.metaworld_eval_num_evals",
     "util_params.gpu_id",
     "util_params.seed",
     "pixels.augment_pad",
@@ -354,6 +360,7 @@ def validate(variant: dict, where: str) -> None:
             f"{where}: algo_params.context_source 'rl_batch' needs the MLP encoder: the RL "
             "batch is unordered transitions and the recurrent encoder reads whole trajectories"
         )
+    _validate_metaworld_eval(variant, where)
     _validate_pixels(variant, where)
     mode = variant["util_params"]["snapshot_mode"]
     if mode not in SNAPSHOT_MODES:
@@ -365,6 +372,21 @@ def validate(variant: dict, where: str) -> None:
     weights = variant["path_to_weights"]
     if weights is not None and not Path(weights).is_dir():
         raise ConfigError(f"{where}: path_to_weights: no such folder '{weights}'")
+
+
+def _validate_metaworld_eval(variant: dict, where: str) -> None:
+    algo = variant["algo_params"]
+    if algo["metaworld_eval_max_episode_steps"] > 500:
+        raise ConfigError(
+            f"{where}: algo_params.metaworld_eval_max_episode_steps must be at most 500, "
+            f"Meta-World's episode length, got {algo['metaworld_eval_max_episode_steps']}"
+        )
+    metaworld = str(variant["env_name"]).startswith("metaworld-")
+    if metaworld and variant["pixels"]["enabled"] and algo["metaworld_eval_num_evals"] > 0:
+        raise ConfigError(
+            f"{where}: pixels.enabled with Meta-World's evaluator, which gives the agent "
+            "states: set algo_params.metaworld_eval_num_evals to 0"
+        )
 
 
 def _validate_logging(util: dict, where: str) -> None:

@@ -10,6 +10,7 @@ import mujoco
 import numpy as np
 import torch
 
+from rlkit.core.evaluation import MetaWorldScores, metaworld_evaluation
 from rlkit.data_management.path import Path as Trajectory
 from rlkit.launchers.config import ConfigError, load_config, validate
 from rlkit.launchers.launcher import build_trainer, load_network, make_env
@@ -176,6 +177,37 @@ class TrainedRun:
 
     def scores(self, paths: list) -> tuple[np.ndarray, np.ndarray | None]:
         return self.returns(paths), self.successes(paths)
+
+    def metaworld_eval(self, **settings) -> MetaWorldScores:
+        """Meta-World's own evaluator (rlkit.core.evaluation.metaworld_evaluation) on the run's
+        eval tasks, with the run's metaworld_eval_* settings; `settings` replaces some of them
+        by their short names (num_evals, adaptation_episodes, evaluation_episodes,
+        envs_per_class, max_episode_steps). ConfigError for a run that is not Meta-World's or
+        learned from images."""
+        family = self.env.unwrapped
+        if not hasattr(family, "metaworld_task"):
+            raise ConfigError(
+                f"{self.run_dir}: Meta-World's evaluator needs a Meta-World run, this one's "
+                f"env_name is '{self.variant['env_name']}'"
+            )
+        if self.variant["pixels"]["enabled"]:
+            raise ConfigError(
+                f"{self.run_dir}: Meta-World's evaluator gives the agent states, and this run "
+                "learned from images"
+            )
+        algo = self.variant["algo_params"]
+        names = ("num_evals", "adaptation_episodes", "evaluation_episodes", "envs_per_class")
+        names += ("max_episode_steps",)
+        chosen = {name: algo[f"metaworld_eval_{name}"] for name in names}
+        chosen.update({name: value for name, value in settings.items() if value is not None})
+        return metaworld_evaluation(
+            self.agent,
+            family,
+            self.eval_tasks,
+            **chosen,
+            use_next_obs=algo["use_next_obs_in_context"],
+            rng=np.random.default_rng(self.seed),
+        )
 
 
 def position_path(positions: list[np.ndarray]) -> Path:

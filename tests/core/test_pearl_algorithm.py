@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlkit.core import pearl_algorithm
+from rlkit.core import evaluation, pearl_algorithm
 from rlkit.core.pearl_algorithm import duplicate_rounds
 from rlkit.envs import ENVS
 from rlkit.envs.point_robot import PointEnv
@@ -167,11 +167,11 @@ def test_online_evaluation_waits_num_exp_traj_eval_trajectories(make_algorithm, 
         return original(context, lengths=lengths, **kwargs)
 
     monkeypatch.setattr(algo.agent, "posterior", spy)
-    (final, online), _, _ = algo._online_eval(algo.eval_tasks, epoch=0)
+    result = algo._online_eval(algo.eval_tasks, epoch=0)
     # 60 steps = 3 trajectories per run; the posterior first after 2, on all 40 transitions,
     # then after the 3rd on 60; 3 tasks x 2 runs = 6 slots each time
     assert lengths_seen == [[40] * 6, [60] * 6]
-    assert len(final) == 3 and online.shape == (3,)
+    assert len(result.final_returns) == 3 and result.online_returns.shape == (3,)
 
 
 def test_sparse_rewards_feed_the_context_and_the_returns_but_not_sac(make_algorithm):
@@ -196,19 +196,19 @@ def test_sparse_rewards_feed_the_context_and_the_returns_but_not_sac(make_algori
     assert np.all(np.abs(context[0, :, 4]) > 1e-3)  # none of them 0
     # SAC trains on the dense rewards, negative distances
     assert torch.all(rl.rewards < 0)
-    paths = algo._returns
     envs = algo._slot_envs([0])
     from rlkit.samplers.rollout import rollout
 
     (path,) = rollout(envs, algo.agent, torch.zeros(1, 5), 20)
-    assert paths([path]) == [pytest.approx(float(path.sparse_rewards.sum()))]
+    returns = evaluation.returns_of([path], algo.sparse_rewards)
+    assert returns == [pytest.approx(float(path.sparse_rewards.sum()))]
 
 
 def spy_evaluation(monkeypatch):
     """Record evaluate()'s buffer-posterior waves (goals, paths) and its online runs (goals,
     trajectories per slot, final posterior mean and var)."""
     buffer_waves, online_runs = [], []
-    original_rollout, original_adapt = pearl_algorithm.rollout, pearl_algorithm.adapt_online
+    original_rollout, original_adapt = evaluation.rollout, evaluation.adapt_online
 
     def goals(envs):
         return [tuple(env.unwrapped._goal) for env in envs]
@@ -223,9 +223,10 @@ def spy_evaluation(monkeypatch):
         online_runs.append((goals(envs), slot_paths, mean.clone(), var.clone()))
         return slot_paths, mean, var
 
-    # the buffer-posterior trajectories are the loop's own rollouts; the online runs adapt_online's
-    monkeypatch.setattr(pearl_algorithm, "rollout", rollout_spy)
-    monkeypatch.setattr(pearl_algorithm, "adapt_online", adapt_spy)
+    # the buffer-posterior trajectories are the protocol's own rollouts; the online runs
+    # adapt_online's
+    monkeypatch.setattr(evaluation, "rollout", rollout_spy)
+    monkeypatch.setattr(evaluation, "adapt_online", adapt_spy)
     return buffer_waves, online_runs
 
 

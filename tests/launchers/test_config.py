@@ -392,6 +392,30 @@ def test_learned_temperature_settings():
         assert_names(message, "configs/point-robot.json", "algo_params.alpha_lr", "positive")
 
 
+def test_metaworld_evaluator_settings():
+    """The evaluator's settings default to Meta-World's; episodes longer than Meta-World's 500
+    steps, a negative count, and the evaluator on a pixel run are one line each."""
+    variant = load_config(str(ROOT / "configs/metaworld-ml1-reach-quick.json"))
+    algo = variant["algo_params"]
+    assert (algo["metaworld_eval_every"], algo["metaworld_eval_num_evals"]) == (0, 10)
+    assert algo["metaworld_eval_adaptation_episodes"] == 10
+    assert algo["metaworld_eval_evaluation_episodes"] == 3
+    where = "configs/metaworld-ml1-reach-quick.json"
+    for expression, words in [
+        ("algo_params.metaworld_eval_max_episode_steps=501", ("at most 500",)),
+        ("algo_params.metaworld_eval_every=-1", ()),
+        ("algo_params.metaworld_eval_adaptation_episodes=0", ()),
+        ("pixels.enabled=true", ("pixels.enabled", "metaworld_eval_num_evals to 0")),
+    ]:
+        bad = load_config(str(ROOT / "configs/metaworld-ml1-reach-quick.json"))
+        apply_override(bad, expression)
+        key = expression.split("=")[0]
+        assert_names(error_message(validate, bad, where), where, key, *words)
+    apply_override(variant, "pixels.enabled=true")
+    apply_override(variant, "algo_params.metaworld_eval_num_evals=0")
+    validate(variant, where)
+
+
 def test_set_then_validate_catches_a_negative_size():
     variant = point_robot_variant()
     apply_override(variant, "algo_params.batch_size=-1")

@@ -44,6 +44,12 @@ TINY = [
     "algo_params.max_path_length=20",
     "algo_params.num_evals=2",
     "algo_params.num_steps_per_eval=40",
+    # Meta-World's evaluator after every iteration, on 20-step episodes
+    "algo_params.metaworld_eval_every=1",
+    "algo_params.metaworld_eval_num_evals=1",
+    "algo_params.metaworld_eval_adaptation_episodes=1",
+    "algo_params.metaworld_eval_evaluation_episodes=1",
+    "algo_params.metaworld_eval_max_episode_steps=20",
     "util_params.use_gpu=false",
 ]
 SUCCESS_COLUMNS = [
@@ -91,7 +97,11 @@ def test_config_runs_one_iteration_with_success_columns(runs, name):
     for key in SUCCESS_COLUMNS:
         assert 0.0 <= float(row[key]) <= 1.0
     assert float(returns) > 0  # Meta-World rewards are in [0, 10]
-    held_out = [c.removeprefix("SuccessRate_test_tasks_") for c in columns if "_test_tasks_" in c]
+    held_out = [
+        c.removeprefix("SuccessRate_test_tasks_")
+        for c in columns
+        if c.startswith("SuccessRate_test_tasks_")
+    ]
     variant = json.loads((run_dir / "variant.json").read_text())
     if variant["env_name"] == "metaworld-ml1":
         assert held_out == []  # its test goals are of the class it trains on
@@ -106,6 +116,14 @@ def test_config_runs_one_iteration_with_success_columns(runs, name):
         assert all(0.0 <= v <= 1.0 for v in curve)
     # the final success rate is that of the last trajectory, as the curve's last point
     assert float(row["SuccessRate_all_test_tasks"]) == pytest.approx(record["test_success"][-1])
+    # Meta-World's own evaluator: its headline, and a success rate per held-out class
+    assert 0.0 <= float(row["MetaWorldSuccessRate_test_tasks"]) <= 1.0
+    assert float(row["MetaWorldReturn_test_tasks"]) > 0
+    prefix = "MetaWorldSuccessRate_test_tasks_"
+    per_class = [c.removeprefix(prefix) for c in columns if c.startswith(prefix)]
+    assert per_class == held_out
+    for name in per_class:
+        assert 0.0 <= float(row[prefix + name]) <= 1.0
 
 
 def reaches(goal: np.ndarray) -> bool:
@@ -146,6 +164,7 @@ def test_the_success_columns_report_the_episodes_that_reached_the_goal(tmp_path,
         *TINY,
         "algo_params.max_path_length=100",
         "algo_params.num_steps_per_eval=200",
+        "algo_params.metaworld_eval_num_evals=0",  # the scripted policy reads the slot envs
         "util_params.seed=0",
         f"util_params.base_log_dir={tmp_path}",
     ]:

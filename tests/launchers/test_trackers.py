@@ -22,6 +22,8 @@ import pytest
 from conftest import TIME_COLUMNS, run_child
 from test_resume import WRAPPER, launch, only_run, set_args, tiny
 
+from rlkit.core.tracking import numeric_columns
+
 STEP_COLUMN = "Number of env steps total"
 GROUP, TAGS, PROJECT = "tracker-tests", ["tiny", "point robot"], "pearl-tests"
 WANDB_OFFLINE = [
@@ -424,3 +426,9 @@ def test_a_tracker_not_installed_exits_2_with_one_line(runs, package):
     assert MISSING[package][1] in line
     assert f"pip install 'pearl-rlkit[{package}]'" in line
     assert not base_dir.exists()  # no run folder
+
+
+def test_nan_and_text_columns_are_not_logged():
+    # a column measured only in some iterations (Meta-World's evaluator) has no point between
+    row = {"MetaWorldSuccessRate_test_tasks": "nan", "QF Loss": "1.5", "note": "text"}
+    assert numeric_columns(row) == {"QF Loss": 1.5}
