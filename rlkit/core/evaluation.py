@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from rlkit.data_management.path import Path
-from rlkit.samplers.online_adaptation import adapt_online, context_from
+from rlkit.samplers.online_adaptation import adapt_online, context_from, right_padded
 from rlkit.samplers.rollout import rollout
 from rlkit.torch.agent import PEARLAgent
 
@@ -202,9 +202,7 @@ class PEARLMetaLearningAgent:
             return mean, var
         rows = [np.stack(self.contexts[envs[k]]) for k in filled]
         lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        padded = np.zeros((len(rows), lengths.max(), rows[0].shape[1]), dtype=np.float32)
-        for k, r in enumerate(rows):
-            padded[k, : len(r)] = r
+        padded = right_padded(rows, int(lengths.max()))
         post_mean, post_var, _ = self.agent.posterior(
             torch.from_numpy(padded).to(self.device),
             lengths=torch.from_numpy(lengths).to(self.device),

@@ -49,7 +49,7 @@ def concat_paths(paths: Sequence[Path]) -> Path:
     )
 
 
-def _padded(arrays: Sequence[np.ndarray], longest: int) -> np.ndarray:
+def right_padded(arrays: Sequence[np.ndarray], longest: int) -> np.ndarray:
     """The arrays (n_i, ...) right-padded with zeros to (len(arrays), longest, ...)."""
     out = np.zeros((len(arrays), longest, *arrays[0].shape[1:]), dtype=arrays[0].dtype)
     for i, array in enumerate(arrays):
@@ -67,7 +67,7 @@ def path_context(
     if paths[0].observations.dtype == np.uint8:
 
         def padded(name: str) -> np.ndarray:
-            return _padded([getattr(p, name) for p in paths], longest)
+            return right_padded([getattr(p, name) for p in paths], longest)
 
         rewards = padded("sparse_rewards" if sparse_rewards else "rewards")
         next_obs = padded("next_observations") if use_next_obs else None
@@ -85,7 +85,8 @@ def path_context(
         )
         for p in paths
     ]
-    return torch.from_numpy(_padded(rows, longest)).to(device), torch.from_numpy(lengths).to(device)
+    context = torch.from_numpy(right_padded(rows, longest)).to(device)
+    return context, torch.from_numpy(lengths).to(device)
 
 
 @torch.no_grad()
