@@ -4,6 +4,7 @@ sim_policy.py scores, and its posterior and actions are the protocol's own."""
 import csv
 import json
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -138,3 +139,34 @@ def test_act_takes_the_actions_a_rollout_takes(trained):
     np.testing.assert_array_equal(acted, path.actions)
     other = run.act(path.observations[0], z + 1.0, deterministic=True)
     assert not np.array_equal(other, path.actions[0])
+
+
+def test_the_context_size_tool_narrows_the_posterior_and_scores_subsets(
+    trained, monkeypatch, capsys
+):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import context_size
+
+    run_dir = trained[0]
+    argv = ["context_size.py", str(run_dir), "--trajectories", "3", "--sizes", "5"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--subsets", "2", "--episodes", "1"])
+    context_size.main()
+    out = capsys.readouterr().out
+    # a product of Gaussian factors: every transition added narrows it
+    widths = [float(w) for w in re.findall(r"trajectories \(\d+ transitions\): std ([\d.]+)", out)]
+    assert len(widths) == 2 and 0 < widths[1] < widths[0] < 1.0
+    scored = re.findall(r"  (.+) \(std ([\d.]+)\): (-?[\d.]+)", out)
+    names = ["all 3 trajectories", "all 3 trajectories of the next task"]
+    assert [name for name, _, _ in scored] == [*names, "random 5-transition subsets"]
+    assert all(np.isfinite(float(value)) for _, _, value in scored)
+    assert scored[1][1] == scored[0][1]  # the same posteriors, given to other tasks
+    # 5 transitions are far fewer factors than 3 trajectories' (60)
+    assert float(scored[2][1]) > float(scored[0][1]) == pytest.approx(widths[1], abs=1e-4)
+    episodes = len(rlkit.load_run(run_dir).eval_tasks) * 2
+    assert f"({episodes} episodes each)" in out
+
+    monkeypatch.setattr(sys, "argv", [*argv[:-1], "100000"])
+    with pytest.raises(SystemExit) as exited:
+        context_size.main()
+    assert exited.value.code == 2
+    assert "--sizes: at most" in capsys.readouterr().err
