@@ -170,3 +170,8 @@ def test_the_context_size_tool_narrows_the_posterior_and_scores_subsets(
         context_size.main()
     assert exited.value.code == 2
     assert "--sizes: at most" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "argv", ["context_size.py", str(run_dir / "missing")])
+    with pytest.raises(SystemExit) as exited:
+        context_size.main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("missing: no such run folder")

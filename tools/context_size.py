@@ -18,6 +18,7 @@ import torch
 
 from rlkit import load_run
 from rlkit.data_management.path import Path as Trajectory
+from rlkit.launchers.config import ConfigError
 from rlkit.launchers.launcher import make_env
 from rlkit.samplers.online_adaptation import concat_paths
 from rlkit.samplers.rollout import rollout
@@ -75,9 +76,14 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=3, help="episodes per z")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if min(args.sizes) < 1 or min(args.trajectories, args.subsets, args.episodes) < 1:
+        parser.error("--trajectories, --sizes, --subsets and --episodes must be at least 1")
     torch.set_num_threads(1)
 
-    run = load_run(args.run_dir, seed=args.seed)
+    try:
+        run = load_run(args.run_dir, seed=args.seed)
+    except ConfigError as err:
+        parser.exit(2, f"context_size.py: error: {err}\n")
     tasks = run.eval_tasks
     k = args.trajectories
     paths = run.run(tasks, k + 1)  # the last one acts on the posterior of the first k
