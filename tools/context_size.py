@@ -39,10 +39,8 @@ def posterior_mean_std(run, context: Trajectory) -> tuple[np.ndarray, float]:
 
 def scores(run, paths: list[Trajectory]) -> list[float]:
     """Success (1.0 or 0.0) of each trajectory for families that report it, else its return."""
-    if getattr(run.env.unwrapped, "reports_success", False):
-        return [float(p.succeeded()) for p in paths]
-    sparse = run.variant["algo_params"]["sparse_rewards"]
-    return [p.episode_return(sparse) for p in paths]
+    returns, successes = run.scores([paths])
+    return list((returns if successes is None else successes)[0])
 
 
 def act_with(run, envs: list, means: list[np.ndarray], episodes: int) -> list[float]:
