@@ -21,11 +21,20 @@ rounds; the headline is the mean over classes. With several envs per class the f
 episodes to end are the successful ones (an episode ends at success, a failure runs the full
 length), which raises the rate; one env per class (`metaworld_eval_envs_per_class`, our
 default) counts every env's episodes in order.
+
+The evaluator sums its per-class figures in the order of a Python `set` of class names, and
+a set of `str` is ordered by the process's string-hash seed (PYTHONHASHSEED, random per
+process): the same agent scored in two processes could differ in the last bit of
+MetaWorldReturn, so a resumed run would not equal an uninterrupted one. The names it sees
+here hash by their CRC-32 (`ClassName`), which fixes that order in every process.
 """
 
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from unittest import mock
 
 import numpy as np
 import torch
@@ -269,6 +278,31 @@ class MetaWorldScores:
     class_success: dict[str, float]
 
 
+class ClassName(str):
+    """A Meta-World class name whose hash is the same in every process (its CRC-32), so that
+    a set of them iterates in one order whatever PYTHONHASHSEED is. Equal to the plain name;
+    a dict keyed by these must be looked up with these, not with plain strings."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:
+        return zlib.crc32(self.encode())
+
+
+@contextmanager
+def fixed_class_order() -> Iterator[None]:
+    """While inside, Meta-World's evaluator sees the class names as `ClassName`s."""
+    import metaworld.evaluation
+
+    names_of = metaworld.evaluation._get_task_names
+
+    def fixed_names(envs) -> list[ClassName]:
+        return [ClassName(name) for name in names_of(envs)]
+
+    with mock.patch.object(metaworld.evaluation, "_get_task_names", fixed_names):
+        yield
+
+
 def metaworld_evaluation(
     agent: PEARLAgent,
     family,
@@ -295,7 +329,7 @@ def metaworld_evaluation(
     )
     try:
         adapter = PEARLMetaLearningAgent(agent, envs.num_envs, use_next_obs)
-        with torch.no_grad():
+        with torch.no_grad(), fixed_class_order():
             success, mean_return, per_class = metalearning_evaluation(
                 adapter,
                 envs,
@@ -305,5 +339,5 @@ def metaworld_evaluation(
             )
     finally:
         envs.close()
-    per_class = {name: float(rate) for name, rate in sorted(per_class.items())}
+    per_class = {str(name): float(rate) for name, rate in sorted(per_class.items())}
     return MetaWorldScores(float(success), float(mean_return), per_class)

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, run_child
 from metaworld.evaluation import Timestep
 from metaworld.sawyer_xyz_env import SawyerXYZEnv
 
@@ -175,3 +175,70 @@ def make_agent_for(family):
     apply_override(variant, "net_size=16")
     obs_dim = family.observation_space.shape[0]
     return build_trainer(variant, obs_dim, family.action_space.shape[0]).agent
+
+
+# Meta-World's evaluator on five stand-in envs of five classes whose one-step episodes return
+# amounts that a float sum adds differently in each order: the mean it prints, with the class
+# names as the package makes them ("plain") or as ours hand them over ("fixed")
+CLASS_ORDER_SCRIPT = """
+import sys
+from contextlib import nullcontext
+
+import numpy as np
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+from metaworld.evaluation import metalearning_evaluation
+
+from rlkit.core.evaluation import fixed_class_order
+
+CLASSES = ["lever-pull-v3", "sweep-into-v3", "shelf-place-v3", "door-close-v3", "drawer-open-v3"]
+RETURNS = np.array([1e16, 1.0, -1e16, 3.0, 1.0])
+
+
+class Envs:
+    num_envs = len(CLASSES)
+
+    def get_attr(self, name):
+        if name == "task_name":
+            return [ALL_V3_ENVIRONMENTS[c].__name__ for c in CLASSES]
+        return [False] * self.num_envs
+
+    def call(self, name, *args):
+        return None
+
+    def reset(self):
+        return np.zeros((self.num_envs, 1)), {}
+
+    def step(self, actions):
+        ended = np.ones(self.num_envs, dtype=bool)
+        info = {"final_info": {"episode": {"r": RETURNS}, "success": np.zeros(self.num_envs)}}
+        return np.zeros((self.num_envs, 1)), RETURNS, ended, ended, info
+
+
+class Agent:
+    def init(self): pass
+    def adapt_action(self, obs): return np.zeros((len(obs), 1)), {}
+    def step(self, timestep): pass
+    def adapt(self): pass
+    def eval_action(self, obs): return np.zeros((len(obs), 1))
+    def reset(self, mask): pass
+
+
+with fixed_class_order() if sys.argv[1] == "fixed" else nullcontext():
+    _, mean_return, _ = metalearning_evaluation(
+        Agent(), Envs(), num_evals=1, adaptation_episodes=1, evaluation_episodes=1
+    )
+print(repr(mean_return))
+"""
+
+
+def test_the_evaluator_sums_classes_in_one_order_whatever_the_hash_seed(tmp_path):
+    script = tmp_path / "class_order.py"
+    script.write_text(CLASS_ORDER_SCRIPT)
+
+    def means(names: str) -> set[str]:
+        runs = [run_child([script, names], env={"PYTHONHASHSEED": str(seed)}) for seed in (1, 2)]
+        assert all(r.returncode == 0 for r in runs), runs[0].stderr[-2000:]
+        return {r.stdout.strip() for r in runs}
+
+    assert len(means("plain")) > 1  # the package's own names: the sum follows the hash seed
+    assert len(means("fixed")) == 1
