@@ -19,8 +19,6 @@ import gymnasium as gym
 import imageio.v2
 import mujoco
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.patches import Circle
 from PIL import Image, ImageDraw, ImageFont
 
 from rlkit.data_management.path import Path as Trajectory
@@ -309,6 +307,10 @@ def draw_point_robot_picture(
     lines = [(xy, "exploration") for xy in map(_trajectory_xy, exploration_paths)]
     lines += [(xy, "posterior") for xy in map(_trajectory_xy, posterior_paths)]
     styles = {"exploration": ("tab:blue", "--"), "posterior": ("tab:orange", "-")}
+
+    # imported here: matplotlib takes ~0.7 s to import, and every launch imports this module
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Circle
 
     figure = Figure(figsize=(5, 5))
     axes = figure.add_subplot()

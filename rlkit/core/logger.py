@@ -22,7 +22,6 @@ import sys
 from collections import OrderedDict
 from pathlib import Path
 
-import joblib
 import numpy as np
 import torch
 from torch import nn
@@ -174,6 +173,8 @@ class RunLogger:
         """Pickle `obj` (joblib) to RUN/relative_path.pkl, as the reference's save_extra_data."""
         path = self.run_dir / f"{relative_path}.pkl"
         path.parent.mkdir(parents=True, exist_ok=True)
+        import joblib  # here: 0.1 s to import, and only debug dumps use it
+
         joblib.dump(obj, path, compress=3)
 
     def save_online_returns(
