@@ -32,17 +32,33 @@ from importlib.metadata import version
 from pathlib import Path
 
 import gymnasium as gym
-import metaworld
 import numpy as np
-from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
 from rlkit.envs import TASK_SEED, register_env
+
+# the metaworld package, imported at its first use (`_metaworld`): every launch imports this
+# module to register the families, and the import takes 0.3 s that other families need not pay
+metaworld = None
 
 MAX_EPISODE_STEPS = 500  # SawyerXYZEnv.max_path_length: stepping further raises
 CACHE_FORMAT = 1
 
 # idle Meta-World envs by class name, shared by every slot of the process
 _IDLE: dict[str, list] = defaultdict(list)
+
+
+def _metaworld():
+    global metaworld
+    if metaworld is None:
+        import metaworld
+    return metaworld
+
+
+def env_classes() -> dict[str, type]:
+    """Meta-World's v3 env classes by name (`metaworld.env_dict.ALL_V3_ENVIRONMENTS`)."""
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+    return ALL_V3_ENVIRONMENTS
 
 
 def _cache_folder() -> Path | None:
@@ -69,9 +85,9 @@ def _interleave(tasks: list) -> list:
 
 def _build(benchmark: str, env_name: str | None) -> tuple[list, list]:
     if benchmark == "ML1":
-        bench = metaworld.ML1(env_name, seed=TASK_SEED)
+        bench = _metaworld().ML1(env_name, seed=TASK_SEED)
     else:
-        bench = getattr(metaworld, benchmark)(seed=TASK_SEED)
+        bench = getattr(_metaworld(), benchmark)(seed=TASK_SEED)
     return _interleave(bench.train_tasks), _interleave(bench.test_tasks)
 
 
@@ -141,7 +157,7 @@ def _task_list(benchmark: str, env_name: str | None) -> tuple[list, list, tuple,
 
 def _take_env(class_name: str):
     idle = _IDLE[class_name]
-    return idle.pop() if idle else ALL_V3_ENVIRONMENTS[class_name]()
+    return idle.pop() if idle else env_classes()[class_name]()
 
 
 class MetaWorldTaskEnv(gym.Env):
@@ -223,8 +239,8 @@ class MetaWorldML1Env(MetaWorldTaskEnv):
     benchmark = "ML1"
 
     def __init__(self, env_name: str = "reach-v3"):
-        if env_name not in ALL_V3_ENVIRONMENTS:
-            known = ", ".join(sorted(ALL_V3_ENVIRONMENTS))
+        if env_name not in env_classes():
+            known = ", ".join(sorted(env_classes()))
             raise ValueError(f"env_name: {env_name!r} is not a Meta-World v3 env (known: {known})")
         super().__init__(env_name)
 

@@ -220,7 +220,7 @@ def test_a_slot_switching_class_runs_as_a_fresh_env_of_that_class(ml10):
     trajectory(slot, actions[:11])
     slot.reset_task(target)
     mine = trajectory(slot, actions)
-    fresh = mw.ALL_V3_ENVIRONMENTS[ml10.class_of(target)]()
+    fresh = mw.env_classes()[ml10.class_of(target)]()
     fresh.set_task(ml10._mw_tasks[target])
     obs = [fresh.reset()[0].astype(np.float32)]
     rewards, successes = [], []
